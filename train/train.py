@@ -1,0 +1,96 @@
+"""Train an el-larq zoo model with the paper's recipe.
+
+    python train/train.py --model el_resnet26 --width 0.25 --epochs 2 --output_dir runs/fmnist
+    python train/train.py --recipe el_resnet26 --dataset imagenet2012 --data_dir ~/tfds \\
+        --strategy mirrored --output_dir runs/imagenet
+
+Rerunning the same command after a crash resumes the run. See docs/training.md.
+"""
+
+import os
+import shlex
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # quiet TensorFlow unless asked
+
+from absl import app, flags  # noqa: E402
+
+import el_larq  # noqa: E402,F401  (selects Keras 2 before TensorFlow loads)
+from el_larq import distribute, training  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", None, "Zoo model name, e.g. el_resnet26 (default el_resnet26).")
+flags.DEFINE_string("recipe", None, "A zoo/ recipe name; explicit flags override its values.")
+flags.DEFINE_string("dataset", "fashion_mnist", "fashion_mnist, imagenet2012 or a TFDS dataset.")
+flags.DEFINE_string("data_dir", None, "Fashion-MNIST IDX directory or TFDS data directory.")
+flags.DEFINE_string("train_split", "train", "Training split.")
+flags.DEFINE_string("eval_split", None, "Evaluation split (default: validation or test).")
+flags.DEFINE_integer("image_size", None, "Input side (default: native small / 224 large).")
+flags.DEFINE_integer("epochs", 100, "Number of epochs.")
+flags.DEFINE_integer("batch_size", 256, "Global batch size (split across replicas).")
+flags.DEFINE_float("learning_rate", 1e-3, "Initial Adam learning rate (for the global batch).")
+flags.DEFINE_enum("lr_schedule", "step", training.LR_SCHEDULES, "Learning-rate schedule.")
+flags.DEFINE_list("lr_decay_epochs", ["0.5", "0.8"], "Step decay points, fractions of epochs.")
+flags.DEFINE_float("lr_decay_factor", 0.1, "Step decay factor.")
+flags.DEFINE_float("width", 1.0, "Channel width multiplier.")
+flags.DEFINE_integer("seed", 0, "Random seed.")
+flags.DEFINE_string("output_dir", None, "Directory for the model, checkpoints, logs, metrics.")
+flags.DEFINE_enum("strategy", "default", distribute.STRATEGIES, "tf.distribute strategy.")
+flags.DEFINE_string("tpu", None, "TPU name or address for --strategy tpu.")
+flags.DEFINE_integer("logical_cpus", 0, "--strategy mirrored without GPU: CPU devices to use.")
+flags.DEFINE_integer("steps_per_epoch", None, "Steps per epoch (default: one pass).")
+flags.DEFINE_integer("validation_steps", None, "Validation batches (default: whole split).")
+flags.DEFINE_integer("backup_steps", 0, "Also back up every N steps (0: each epoch only).")
+flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
+flags.DEFINE_integer("verbose", 1, "Keras verbosity: 1 progress bar, 2 one line per epoch.")
+flags.DEFINE_bool("overwrite", False, "Train again in an --output_dir with a finished run.")
+flags.mark_flag_as_required("output_dir")
+
+# Flags that override a recipe only when given on the command line.
+_RECIPE_FLAGS = ("epochs", "batch_size", "learning_rate", "lr_decay_epochs", "lr_decay_factor")
+_RECIPE_FLAGS += ("width", "image_size")
+
+
+def _overrides() -> dict:
+    names = [
+        "output_dir", "dataset", "data_dir", "train_split", "eval_split", "image_size",
+        "epochs", "batch_size", "learning_rate", "lr_schedule", "lr_decay_factor", "width",
+        "seed", "steps_per_epoch", "validation_steps", "backup_steps", "jit_compile",
+        "verbose", "overwrite",
+    ]  # fmt: skip
+    values = {name: FLAGS[name].value for name in names}
+    values["lr_decay_epochs"] = tuple(float(value) for value in FLAGS.lr_decay_epochs)
+    if FLAGS.recipe:
+        for name in _RECIPE_FLAGS:
+            if not FLAGS[name].present:
+                values.pop(name, None)
+    values["command"] = shlex.join([sys.executable, *sys.argv])
+    return values
+
+
+def main(argv):
+    del argv
+    try:
+        # The strategy comes first: multi-worker and logical CPUs must precede other TF work.
+        strategy = distribute.make_strategy(
+            FLAGS.strategy, tpu=FLAGS.tpu, logical_cpus=FLAGS.logical_cpus
+        )
+        import tensorflow as tf
+
+        tf.get_logger().setLevel("ERROR")
+        config = training.resolve_config(_overrides(), recipe=FLAGS.recipe, model=FLAGS.model)
+        print(
+            f"training {config.model} on {config.dataset} for {config.epochs} epochs, global "
+            f"batch {config.batch_size} on {strategy.num_replicas_in_sync} replica(s) -> "
+            f"{config.output_dir}",
+            flush=True,
+        )
+        metrics = training.train(config, strategy)
+    except training.USER_ERRORS as error:
+        sys.exit(f"train.py: error: {error}")
+    summary = {k: metrics[k] for k in ("val_top1", "val_top5", "val_loss") if k in metrics}
+    print(f"done: {metrics['epochs']} epochs, {summary}, outputs in {metrics['output_dir']}")
+
+
+if __name__ == "__main__":
+    app.run(main)
