@@ -63,7 +63,8 @@ class ElasticLink(tf.keras.layers.Layer):
 
     With `strides > 1` a `strides x strides` max-pool with the same stride (2x2,
     stride 2 in the paper) is applied first. It uses `"same"` padding so that odd
-    sizes (7x7 -> 4x4) match a strided `"same"` convolution.
+    sizes (7x7 -> 4x4) match a strided `"same"` convolution. `pool="avg"` gives
+    Bi-Real Net's average-pooled shortcut instead (the S-ResNet26 baseline).
 
     Squeeze and Expand are divided by one learnable scalar gamma initialised to
     `g` (eq. 5). The division is written as a multiplication by `1 / gamma`, which
@@ -75,6 +76,7 @@ class ElasticLink(tf.keras.layers.Layer):
         strides: Integer, the stride of that convolution (1 or the pooling factor).
         gamma_trainable: Whether gamma is learned (Table 2's gamma_l column) or
             frozen at its initial value.
+        pool: `"max"` (the paper's EL) or `"avg"` (Bi-Real Net) pooling when strided.
         **kwargs: Standard `tf.keras.layers.Layer` arguments (`name`, ...).
 
     # Input shape
@@ -97,12 +99,16 @@ class ElasticLink(tf.keras.layers.Layer):
         filters: int,
         strides: int = 1,
         gamma_trainable: bool = True,
+        pool: str = "max",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.filters = _positive_int(type(self).__name__, "filters", filters)
         self.strides = _positive_int(type(self).__name__, "strides", strides)
         self.gamma_trainable = bool(gamma_trainable)
+        if pool not in ("max", "avg"):
+            raise ValueError(f"ElasticLink: `pool` must be 'max' or 'avg', got {pool!r}.")
+        self.pool = pool
 
     @property
     def kind(self) -> str:
@@ -157,7 +163,8 @@ class ElasticLink(tf.keras.layers.Layer):
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
         x = inputs
         if self.strides > 1:
-            x = tf.nn.max_pool2d(x, self.strides, self.strides, padding="SAME")
+            pool = tf.nn.max_pool2d if self.pool == "max" else tf.nn.avg_pool2d
+            x = pool(x, self.strides, self.strides, padding="SAME")
         if self._kind == "identity":
             return x
         x = self._squeeze(x) if self._kind == "squeeze" else self._expand(x)
@@ -179,6 +186,7 @@ class ElasticLink(tf.keras.layers.Layer):
             "filters": self.filters,
             "strides": self.strides,
             "gamma_trainable": self.gamma_trainable,
+            "pool": self.pool,
         }
 
 
@@ -316,7 +324,9 @@ def el_conv(
     activation_scaling: bool = False,
     weight_scaling: bool = False,
     gamma_trainable: bool = True,
+    link_pool: str = "max",
     activation: str | None = None,
+    conv_kwargs: dict[str, Any] | None = None,
     name: str | None = None,
 ) -> tf.Tensor:
     """The Elastic-Link unit: `conv -> BatchNorm [-> + ElasticLink(x)] [-> activation]`.
@@ -341,7 +351,10 @@ def el_conv(
         activation_scaling: XNOR-Net's K on the binary conv (Table 1).
         weight_scaling: XNOR-Net's alpha on the binary kernel.
         gamma_trainable: Learn gamma (True) or keep it at its initial value.
+        link_pool: Pooling of a strided link, `"max"` (EL) or `"avg"` (Bi-Real).
         activation: Activation after the sum, e.g. `"relu"` for EL-MobileNet.
+        conv_kwargs: Extra arguments for the binary conv layer, e.g. Bi-Real Net's
+            `{"input_quantizer": "approx_sign", "kernel_quantizer": "magnitude_aware_sign"}`.
         name: Prefix of the layer names.
 
     # Returns
@@ -374,14 +387,20 @@ def el_conv(
 
     if not conv:
         return _activate(
-            ElasticLink(filters, strides, gamma_trainable, name=layer_name("el"))(x),
+            ElasticLink(filters, strides, gamma_trainable, link_pool, name=layer_name("el"))(x),
             activation,
             layer_name,
         )
 
+    conv_kwargs = dict(conv_kwargs or {}) if binary else {}
     if depthwise:
         conv_layer = (BinaryDepthwiseConv2D if binary else tf.keras.layers.DepthwiseConv2D)(
-            kernel_size, strides=strides, padding=padding, use_bias=False, name=layer_name("conv")
+            kernel_size,
+            strides=strides,
+            padding=padding,
+            use_bias=False,
+            name=layer_name("conv"),
+            **conv_kwargs,
         )
     elif binary:
         conv_layer = BinaryConv2D(
@@ -392,6 +411,7 @@ def el_conv(
             activation_scaling=activation_scaling,
             weight_scaling=weight_scaling,
             name=layer_name("conv"),
+            **conv_kwargs,
         )
     else:
         conv_layer = tf.keras.layers.Conv2D(
@@ -405,7 +425,7 @@ def el_conv(
     y = conv_layer(x)
     y = tf.keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=layer_name("bn"))(y)
     if elastic_link:
-        link = ElasticLink(filters, strides, gamma_trainable, name=layer_name("el"))(x)
+        link = ElasticLink(filters, strides, gamma_trainable, link_pool, name=layer_name("el"))(x)
         if link.shape[1:] != y.shape[1:]:
             raise ValueError(
                 f"el_conv: the Elastic-Link shortcut of input {x.shape} with stride {strides} "

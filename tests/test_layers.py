@@ -29,10 +29,21 @@ def np_max_pool_same(x: np.ndarray, s: int) -> np.ndarray:
     return out
 
 
-def np_sei(x: np.ndarray, co: int, strides: int = 1) -> np.ndarray:
+def np_avg_pool_same(x: np.ndarray, s: int) -> np.ndarray:
+    """s x s / stride s average-pool, "same": border windows average their valid cells."""
+    b, h, w, c = x.shape
+    ho, wo = math.ceil(h / s), math.ceil(w / s)
+    out = np.empty((b, ho, wo, c), x.dtype)
+    for i in range(ho):
+        for j in range(wo):
+            out[:, i, j] = x[:, i * s : i * s + s, j * s : j * s + s].mean(axis=(1, 2))
+    return out
+
+
+def np_sei(x: np.ndarray, co: int, strides: int = 1, pool: str = "max") -> np.ndarray:
     """Squeeze / Expand / Identity of DESIGN.md section 2, divided by the initial gamma."""
     if strides > 1:
-        x = np_max_pool_same(x, strides)
+        x = (np_max_pool_same if pool == "max" else np_avg_pool_same)(x, strides)
     ci = x.shape[-1]
     if ci == co:
         return x
@@ -81,6 +92,13 @@ def test_sei_matches_numpy(ci, co, kind, g, hw, strides):
     assert layer.kind == kind and layer.groups == g
     np.testing.assert_allclose(out, np_sei(x, co, strides), rtol=1e-6, atol=1e-6)
     assert out.shape == tuple(layer.compute_output_shape(x.shape))
+
+
+@pytest.mark.parametrize("hw", [7, 8])
+def test_bireal_average_pooled_link_matches_numpy(hw):
+    x = RNG.normal(size=(2, hw, hw, 16)).astype(np.float32)
+    out = ElasticLink(32, strides=2, pool="avg")(x).numpy()
+    np.testing.assert_allclose(out, np_sei(x, 32, 2, pool="avg"), rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("hw", [7, 8, 9])
@@ -209,7 +227,7 @@ def test_binary_conv_defaults_are_what_lce_wants():
 @pytest.mark.parametrize(
     "layer",
     [
-        ElasticLink(16, strides=2, gamma_trainable=False, name="el"),
+        ElasticLink(16, strides=2, gamma_trainable=False, pool="avg", name="el"),
         BinaryConv2D(8, 3, strides=2, activation_scaling=True, weight_scaling=True),
         BinaryDepthwiseConv2D(3, strides=2),
     ],

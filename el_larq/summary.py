@@ -1,0 +1,184 @@
+"""Introspection of el_larq models: layer and MAC counts, and the gamma report (Fig. 4)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any
+
+import larq as lq
+import numpy as np
+import tensorflow as tf
+
+from el_larq.layers import ElasticLink
+
+__all__ = ["gamma_report", "model_summary", "plot_gamma_report"]
+
+# Bi-Real Net's FLOPs convention, which the paper uses: a binary MAC costs 1/64 FLOP.
+BINARY_MACS_PER_FLOP = 64
+
+
+def _is_binary(quantizer: Any) -> bool:
+    return getattr(quantizer, "precision", None) == 1
+
+
+def _is_binary_conv(layer: tf.keras.layers.Layer, depthwise: bool) -> bool:
+    cls = lq.layers.QuantDepthwiseConv2D if depthwise else lq.layers.QuantConv2D
+    kernel = "depthwise_quantizer" if depthwise else "kernel_quantizer"
+    return (
+        isinstance(layer, cls)
+        and _is_binary(layer.input_quantizer)
+        and _is_binary(getattr(layer, kernel, None))
+    )
+
+
+def _pixels(layer: tf.keras.layers.Layer) -> int:
+    return int(np.prod(layer.output_shape[1:-1]))
+
+
+def _link_ops(link: ElasticLink) -> int:
+    """Element-wise ops of one link: the EL add, 1/gamma, and Squeeze's chunk sums."""
+    outputs = _pixels(link) * link.filters
+    ops = outputs  # the add into BN(BinConv(x))
+    if link.kind != "identity":
+        ops += outputs  # 1 / gamma
+    if link.kind == "squeeze":
+        ops += (link.groups - 1) * outputs
+    return ops
+
+
+def model_summary(model: tf.keras.Model) -> dict[str, Any]:
+    """Counts of an el_larq model: binarized convs, EL modules, gamma, parameters, MACs.
+
+    MACs come from `larq.models.ModelProfile` (convs and dense layers). `el_ops`
+    counts the element-wise work that Elastic-Link adds (the add, the 1/gamma
+    multiply and Squeeze's chunk sums); `flops` follows Bi-Real Net's convention
+    (binary MACs / 64 + float MACs + `el_ops`), which the paper's "+2.6 %" uses.
+
+    # Arguments
+        model: A built `tf.keras.Model`.
+
+    # Returns
+        A dict with `binary_convs`, `binary_depthwise_convs` (not accelerated by
+        LCE), `float_convs`, `el_modules` (by kind), `gammas`, `params`,
+        `binary_macs`, `float_macs`, `binary_mac_ratio`, `el_ops`, `flops`.
+
+    # Example
+        ```python
+        from el_larq.zoo import el_resnet26
+        print(model_summary(el_resnet26())["gammas"])
+        ```
+    """
+    layers = [layer for layer in model._flatten_layers(include_self=False)]
+    links = [layer for layer in layers if isinstance(layer, ElasticLink)]
+    profile = lq.models.ModelProfile(model)
+    binary_macs = profile.op_count("mac", 1)
+    float_macs = profile.op_count("mac") - binary_macs
+    el_ops = sum(_link_ops(link) for link in links)
+    float_convs = [
+        layer
+        for layer in layers
+        if isinstance(layer, tf.keras.layers.Conv2D | tf.keras.layers.DepthwiseConv2D)
+        and not _is_binary_conv(layer, depthwise=False)
+        and not _is_binary_conv(layer, depthwise=True)
+    ]
+    return {
+        "name": model.name,
+        "binary_convs": sum(_is_binary_conv(layer, False) for layer in layers),
+        "binary_depthwise_convs": sum(_is_binary_conv(layer, True) for layer in layers),
+        "float_convs": len(float_convs),
+        "el_modules": {
+            kind: sum(link.kind == kind for link in links)
+            for kind in ("squeeze", "expand", "identity")
+        },
+        "gammas": sum(link.gamma is not None for link in links),
+        "params": model.count_params(),
+        "binary_macs": binary_macs,
+        "float_macs": float_macs,
+        "binary_mac_ratio": binary_macs / max(binary_macs + float_macs, 1),
+        "el_ops": el_ops,
+        "flops": binary_macs / BINARY_MACS_PER_FLOP + float_macs + el_ops,
+    }
+
+
+def gamma_report(model: tf.keras.Model) -> list[dict[str, Any]]:
+    """Every gamma of a model: its layer, block, kind, initial and current value.
+
+    # Arguments
+        model: A model with `ElasticLink` layers (built by `el_larq.zoo` or not).
+
+    # Returns
+        A list of dicts with keys `layer`, `block` (the layer-name prefix before the
+        conv position, e.g. `stage2_block1`), `kind` (`"squeeze"` / `"expand"`),
+        `initial` (`g`, eq. 5), `value` (current), `change` (`value - initial`),
+        `trainable`, in model order.
+
+    # Example
+        ```python
+        for row in gamma_report(model):
+            print(row["block"], row["kind"], row["initial"], row["value"])
+        ```
+    """
+    report = []
+    for layer in model._flatten_layers(include_self=False):
+        if isinstance(layer, ElasticLink) and layer.gamma is not None:
+            value = float(layer.gamma.numpy())
+            report.append(
+                {
+                    "layer": layer.name,
+                    "block": layer.name.rsplit("_", 2)[0],
+                    "kind": layer.kind,
+                    "initial": float(layer.groups),
+                    "value": value,
+                    "change": value - layer.groups,
+                    "trainable": layer.gamma_trainable,
+                }
+            )
+    return report
+
+
+def plot_gamma_report(report: list[dict[str, Any]], path: str, title: str = "") -> str:
+    """Bar plot of gamma after training, like the paper's Fig. 4 (PNG, written atomically).
+
+    One bar per gamma at its trained value; the initial value is marked, and the
+    bar is red where gamma rose and green where it fell.
+
+    # Arguments
+        report: The output of `gamma_report`.
+        path: Where to write the PNG.
+        title: Optional plot title.
+
+    # Returns
+        `path`.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(report) + 2), 4))
+    positions = np.arange(len(report))
+    values = [row["value"] for row in report]
+    colors = ["tab:red" if row["change"] > 0 else "tab:green" for row in report]
+    ax.bar(positions, values, color=colors)
+    ax.scatter(
+        positions,
+        [row["initial"] for row in report],
+        marker="_",
+        s=200,
+        c="k",
+        label="initial value (g)",
+        zorder=3,
+    )
+    labels = [f"{row['block']}\n{row['kind'][:3]}" for row in report]
+    ax.set_xticks(positions, labels, rotation=90, fontsize=7)
+    ax.set_ylabel("gamma")
+    ax.set_title(title or "Elastic-Link gamma after training (red: rose, green: fell)")
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    directory = os.path.dirname(os.path.abspath(path))
+    with tempfile.NamedTemporaryFile(dir=directory, suffix=".png", delete=False) as tmp:
+        fig.savefig(tmp.name, dpi=120)
+    plt.close(fig)
+    os.replace(tmp.name, path)
+    return path
