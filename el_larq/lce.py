@@ -1,4 +1,17 @@
-"""Larq Compute Engine helpers: conversion, op census, verification.
+"""Larq Compute Engine deployment: load, convert, census, verify, size and benchmark.
+
+Everything `convert/to_lce.py`, `convert/benchmark.py` and `convert/overhead_report.py`
+do lives here as small functions, so that scripts and notebooks can use them too:
+
+* `load_model`: read a `.h5`, `.keras` or SavedModel file with el_larq's layers, refusing
+  `Lambda` layers (stored code) unless allowed, before anything is deserialised.
+* `convert`: `larq_compute_engine.convert_keras_model`, with the converter's own error
+  lines captured (it may print an error and still emit a float op).
+* `census`: which Keras layer became which flatbuffer op: binarized standard convs must
+  be `LceBconv2d`; float fallbacks are named.
+* `verify`: Keras against LCE's interpreter on the same inputs.
+* `size_report`, `host_latency`, `device_commands`, `parse_benchmark_output`.
+* `write_atomic`: a file is either completely written or not there at all.
 
 Reading a flatbuffer's ops needs no TFLite runtime: LCE ships the schema bindings.
 """
@@ -6,16 +19,73 @@ Reading a flatbuffer's ops needs no TFLite runtime: LCE ships the schema binding
 from __future__ import annotations
 
 import collections
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import platform
+import re
+import shlex
+import statistics
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
+import h5py
+import larq as lq
+import larq_compute_engine as lce
+import numpy as np
+import tensorflow as tf
 from larq_compute_engine.mlir.python import tflite_schema
 
-__all__ = ["flatbuffer_ops", "op_counts"]
+from el_larq.layers import ElasticLink
+
+__all__ = [
+    "Census",
+    "DeploymentError",
+    "Latency",
+    "Verification",
+    "census",
+    "convert",
+    "dataset_inputs",
+    "device_commands",
+    "flatbuffer_ops",
+    "host_latency",
+    "json_dumps",
+    "load_model",
+    "model_flops",
+    "op_counts",
+    "parse_benchmark_output",
+    "random_inputs",
+    "size_report",
+    "verify",
+    "write_atomic",
+]
 
 _BUILTIN_NAMES = {
     code: name
     for name, code in vars(tflite_schema.BuiltinOperator).items()
     if not name.startswith("_")
 }
+
+
+class DeploymentError(Exception):
+    """A problem with the user's model, data or paths, explained in one line."""
+
+
+# ---------------------------------------------------------------- flatbuffer ops
+def _op_name(model: Any, op: Any) -> str:
+    code = model.OperatorCodes(op.OpcodeIndex())
+    custom = code.CustomCode()
+    if custom:
+        return custom.decode()
+    # Codes above 127 live only in BuiltinCode; older files only in the deprecated field.
+    builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+    return _BUILTIN_NAMES.get(builtin, f"BUILTIN_{builtin}")
 
 
 def flatbuffer_ops(flatbuffer: bytes) -> list[str]:
@@ -38,19 +108,1091 @@ def flatbuffer_ops(flatbuffer: bytes) -> list[str]:
     """
     model = tflite_schema.Model.GetRootAsModel(flatbuffer, 0)
     subgraph = model.Subgraphs(0)
-    ops = []
-    for j in range(subgraph.OperatorsLength()):
-        code = model.OperatorCodes(subgraph.Operators(j).OpcodeIndex())
-        custom = code.CustomCode()
-        if custom:
-            ops.append(custom.decode())
-        else:
-            # Codes above 127 live only in BuiltinCode; older files only in the deprecated field.
-            builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-            ops.append(_BUILTIN_NAMES.get(builtin, f"BUILTIN_{builtin}"))
-    return ops
+    return [_op_name(model, subgraph.Operators(j)) for j in range(subgraph.OperatorsLength())]
 
 
 def op_counts(flatbuffer: bytes) -> collections.Counter:
     """`collections.Counter` of `flatbuffer_ops(flatbuffer)`."""
     return collections.Counter(flatbuffer_ops(flatbuffer))
+
+
+# ---------------------------------------------------------------- loading
+_UNSAFE_LAYERS = ("Lambda",)
+_SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
+
+
+def _config_layers(config: Any) -> Iterator[tuple[str, str]]:
+    """`(class_name, layer name)` of every layer in a Keras model config, nested ones too."""
+    if isinstance(config, dict):
+        for key, value in config.items():
+            if key == "layers" and isinstance(value, list):
+                for layer in value:
+                    if isinstance(layer, dict) and "class_name" in layer:
+                        layer_config = layer.get("config") or {}
+                        yield layer["class_name"], layer_config.get("name", "?")
+            yield from _config_layers(value)
+    elif isinstance(config, list):
+        for value in config:
+            yield from _config_layers(value)
+
+
+def _h5_config(path: Path) -> Any:
+    try:
+        with h5py.File(path, "r") as f:
+            raw = f.attrs.get("model_config")
+    except OSError as error:
+        raise DeploymentError(
+            f"{path} is not a readable HDF5 file (corrupt or truncated?): {error}"
+        ) from None
+    if raw is None:
+        raise DeploymentError(
+            f"{path} holds no Keras model config (a weights-only file?); save the whole model "
+            "with model.save(path)"
+        )
+    return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+
+
+def _keras_zip_config(path: Path) -> Any:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return json.loads(archive.read("config.json"))
+    except (zipfile.BadZipFile, KeyError, ValueError) as error:
+        raise DeploymentError(f"{path} is not a valid .keras archive: {error}") from None
+
+
+def _saved_model_config(path: Path) -> Any:
+    from tf_keras.protobuf import saved_metadata_pb2
+
+    metadata_file = path / "keras_metadata.pb"
+    if not metadata_file.exists():
+        raise DeploymentError(
+            f"{path} is a SavedModel without Keras metadata (keras_metadata.pb); save it with "
+            "tf.keras model.save(path, save_format='tf')"
+        )
+    metadata = saved_metadata_pb2.SavedMetadata()
+    try:
+        metadata.ParseFromString(metadata_file.read_bytes())
+        nodes = [json.loads(node.metadata) for node in metadata.nodes]
+    except Exception as error:  # protobuf raises its own DecodeError
+        raise DeploymentError(f"{path}/keras_metadata.pb is corrupt: {error}") from None
+    # Flat list of every object's metadata: the same shape as a config's "layers".
+    return {"layers": [node for node in nodes if "class_name" in node]}
+
+
+def read_model_config(path: str | os.PathLike) -> Any:
+    """A saved Keras model's config, read without deserialising (so without running) it.
+
+    # Arguments
+        path: A `.h5`/`.hdf5` file, a `.keras` archive or a SavedModel directory.
+
+    # Returns
+        The config as parsed JSON.
+
+    # Raises
+        DeploymentError: missing path, not a model, or a corrupt file.
+
+    # Example
+        ```python
+        config = read_model_config("model.h5")
+        ```
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DeploymentError(f"{path}: no such file or directory")
+    if path.is_dir():
+        if not any((path / name).exists() for name in _SAVED_MODEL_FILES):
+            raise DeploymentError(f"{path} is a directory but not a SavedModel (no saved_model.pb)")
+        return _saved_model_config(path)
+    if path.suffix in (".h5", ".hdf5", ".hdf") or h5py.is_hdf5(path):
+        return _h5_config(path)
+    if zipfile.is_zipfile(path):
+        return _keras_zip_config(path)
+    raise DeploymentError(
+        f"{path} is not a Keras model: expected a .h5 file, a .keras archive or a SavedModel "
+        "directory"
+    )
+
+
+def _known_custom_objects() -> list[str]:
+    return sorted(tf.keras.utils.get_custom_objects())
+
+
+def load_model(path: str | os.PathLike, *, allow_unsafe: bool = False) -> tf.keras.Model:
+    """Load a Keras model that uses el_larq's (and larq's) layers, safely.
+
+    The config is inspected before anything is deserialised: `Lambda` layers carry
+    Python bytecode that runs when the model is loaded or called, so a model with one is
+    refused unless `allow_unsafe=True`.
+
+    # Arguments
+        path: A `.h5` file, a `.keras` archive or a SavedModel directory.
+        allow_unsafe: Load models with `Lambda` layers (only for files you trust).
+
+    # Returns
+        The `tf.keras.Model`, not compiled.
+
+    # Raises
+        DeploymentError: missing or corrupt file, not a model, a `Lambda` layer, or a
+            layer class that is not registered (the message lists the registered ones).
+
+    # Example
+        ```python
+        model = load_model("el_resnet18.h5")
+        ```
+    """
+    config = read_model_config(path)
+    unsafe = [name for cls, name in _config_layers(config) if cls in _UNSAFE_LAYERS]
+    if unsafe and not allow_unsafe:
+        raise DeploymentError(
+            f"{path} contains Lambda layer(s) {', '.join(unsafe)}, which run Python code stored "
+            "in the file; refusing to load it. Pass --allow_unsafe only if you trust the file"
+        )
+    try:
+        model = tf.keras.models.load_model(
+            os.fspath(path), compile=False, safe_mode=not allow_unsafe
+        )
+    except Exception as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        unknown = re.search(r"Unknown (?:layer|object|class)\w*: '?([\w.]+)'?", message)
+        if unknown:
+            raise DeploymentError(
+                f"{path} uses an unknown layer class '{unknown.group(1)}'. Registered custom "
+                f"layers: {', '.join(_known_custom_objects())} (plus every tf.keras layer); "
+                "import the module that defines it before converting"
+            ) from None
+        raise DeploymentError(f"cannot load {path}: {message}") from None
+    if not isinstance(model, tf.keras.Model):
+        raise DeploymentError(f"{path} did not load as a Keras model (got {type(model)})")
+    return model
+
+
+# ---------------------------------------------------------------- conversion
+@contextlib.contextmanager
+def _captured_stderr() -> Iterator[list[str]]:
+    """Capture file descriptor 2, where LCE's C++ converter prints its diagnostics."""
+    lines: list[str] = []
+    with tempfile.TemporaryFile(mode="w+b") as capture:
+        saved = os.dup(2)
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            lines.extend(capture.read().decode(errors="replace").splitlines())
+
+
+def convert(model: tf.keras.Model, *, target: str = "arm") -> tuple[bytes, list[str]]:
+    """Convert a Keras model with LCE and return the converter's error messages too.
+
+    LCE's converter may print an error (e.g. "Invalid binary grouped convolution") and
+    still emit a float op in place of a binary one, so its messages are returned for the
+    report; the flatbuffer itself is checked by `census`.
+
+    # Arguments
+        model: A Keras model with larq / el_larq layers.
+        target: `"arm"` (ARM64 and x86 hosts) or `"xcore"`.
+
+    # Returns
+        `(flatbuffer, messages)`: the `.tflite` bytes and the converter's `error:` /
+        `warning:` lines, de-duplicated.
+
+    # Example
+        ```python
+        flatbuffer, messages = convert(model)
+        ```
+    """
+    if target not in ("arm", "xcore"):
+        raise DeploymentError(f"unknown target '{target}'; valid targets: arm, xcore")
+    with _captured_stderr() as lines:
+        flatbuffer = lce.convert_keras_model(model, target=target)
+    messages = []
+    for line in lines:
+        found = re.search(r"\b(error|warning): (.*)$", line)
+        if found and f"{found.group(1)}: {found.group(2)}" not in messages:
+            messages.append(f"{found.group(1)}: {found.group(2).strip()}")
+    return flatbuffer, messages
+
+
+def write_atomic(path: str | os.PathLike, data: bytes, chunk_size: int = 1 << 20) -> int:
+    """Write `data` to `path` so that `path` is either the complete new file or untouched.
+
+    The bytes go to a temporary file in the same directory, are flushed to disk, and the
+    file is renamed over `path` (atomic on POSIX); on any error the temporary is removed.
+
+    # Arguments
+        path: Destination file.
+        data: The bytes to write.
+        chunk_size: Write in chunks of this many bytes.
+
+    # Returns
+        The number of bytes written.
+
+    # Raises
+        DeploymentError: the directory does not exist or is not writable.
+
+    # Example
+        ```python
+        write_atomic("model.tflite", flatbuffer)
+        ```
+    """
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as error:
+        raise DeploymentError(f"cannot write {path}: {error.strerror or error}") from None
+    try:
+        with os.fdopen(handle, "wb") as f:
+            for start in range(0, len(data), chunk_size):
+                f.write(data[start : start + chunk_size])
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    return len(data)
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Fail early (before a long conversion) when `path` cannot be written.
+
+    # Raises
+        DeploymentError: the parent is missing or not a writable directory, or `path` is a
+            directory.
+    """
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise DeploymentError(f"cannot write {path}: it is a directory")
+    if not parent.is_dir():
+        raise DeploymentError(f"cannot write {path}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise DeploymentError(f"cannot write {path}: {parent} is not writable")
+
+
+def json_dumps(value: Any) -> str:
+    """`json.dumps` that also takes NumPy scalars and arrays (reports hold both).
+
+    # Example
+        ```python
+        text = json_dumps({"max_abs": np.float32(1e-6)})
+        ```
+    """
+
+    def default(item: Any) -> Any:
+        if isinstance(item, np.generic):
+            return item.item()
+        if isinstance(item, np.ndarray):
+            return item.tolist()
+        raise TypeError(f"not JSON serialisable: {type(item).__name__}")
+
+    return json.dumps(value, indent=2, default=default)
+
+
+# ---------------------------------------------------------------- census
+# Ops that a conv becomes (binary or float); the rest of the graph is not a conv.
+_CONV_OPS = ("LceBconv2d", "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
+# Ops the converter puts between a layer's input and its conv: their tensor names still
+# name that layer (e.g. `model/grouped/PadV2` before a fallen-back binary conv).
+_GLUE_OPS = ("PAD", "PADV2", "LceQuantize", "LceDequantize")
+# TFLite keeps at most this many characters of a tensor name.
+_NAME_LIMIT = 50
+
+
+def _is_binary(quantizer: Any) -> bool:
+    # larq's own test (layers_base._is_binary); NoOp(precision=1) only tags a variable.
+    return getattr(quantizer, "precision", None) == 1 and not isinstance(
+        quantizer, lq.quantizers.NoOp
+    )
+
+
+def _walk_layers(model: tf.keras.Model) -> Iterator[tf.keras.layers.Layer]:
+    for layer in model.layers:
+        if isinstance(layer, tf.keras.Model):
+            yield from _walk_layers(layer)
+        else:
+            yield layer
+
+
+def layer_kind(layer: tf.keras.layers.Layer) -> str | None:
+    """How LCE treats a Keras layer: `"binary"`, `"binary_depthwise"`, `"binary_dense"`,
+    `"float"` (a conv or dense kept in float on purpose) or `None` (not a conv).
+
+    # Example
+        ```python
+        assert layer_kind(el_larq.layers.BinaryConv2D(8, 3)) == "binary"
+        ```
+    """
+    input_binary = _is_binary(getattr(layer, "input_quantizer", None))
+    if isinstance(layer, lq.layers.QuantDepthwiseConv2D):
+        if input_binary and _is_binary(layer.depthwise_quantizer):
+            return "binary_depthwise"
+    elif isinstance(layer, lq.layers.QuantConv2D):
+        if input_binary and _is_binary(layer.kernel_quantizer):
+            return "binary"
+    elif isinstance(layer, lq.layers.QuantDense):
+        if input_binary and _is_binary(layer.kernel_quantizer):
+            return "binary_dense"
+    conv_types = (tf.keras.layers.Conv2D, tf.keras.layers.DepthwiseConv2D, tf.keras.layers.Dense)
+    conv_types += (lq.layers.QuantConv2D, lq.layers.QuantDepthwiseConv2D, lq.layers.QuantDense)
+    return "float" if isinstance(layer, conv_types) else None
+
+
+def _name_tokens(name: str) -> set[str]:
+    parts = re.split(r"[/;:]", name)
+    if len(name) >= _NAME_LIMIT:
+        parts = parts[:-1]  # possibly cut short: "model/expand_c" is not layer "expand_c"
+    return {part for part in parts if part}
+
+
+@dataclasses.dataclass
+class _Op:
+    index: int
+    name: str
+    own: set[str]  # tokens of the op's outputs and constant inputs
+    glue: set[str]  # tokens of the pad/quantize ops that feed it
+
+
+def _conv_ops(flatbuffer: bytes) -> list[_Op]:
+    model = tflite_schema.Model.GetRootAsModel(flatbuffer, 0)
+    graph = model.Subgraphs(0)
+    producer = {}
+    for j in range(graph.OperatorsLength()):
+        for k in range(graph.Operators(j).OutputsLength()):
+            producer[graph.Operators(j).Outputs(k)] = j
+
+    def tensor_name(index: int) -> str:
+        return graph.Tensors(index).Name().decode(errors="replace")
+
+    def glue_names(tensor: int, depth: int = 0) -> set[str]:
+        j = producer.get(tensor)
+        if j is None or depth > 4 or _op_name(model, graph.Operators(j)) not in _GLUE_OPS:
+            return set()
+        op = graph.Operators(j)
+        names = _name_tokens(tensor_name(tensor))
+        if _op_name(model, op) != "LceQuantize":  # its input belongs to the layer before
+            names |= glue_names(op.Inputs(0), depth + 1)
+        return names
+
+    ops = []
+    for j in range(graph.OperatorsLength()):
+        op = graph.Operators(j)
+        name = _op_name(model, op)
+        if name not in _CONV_OPS:
+            continue
+        own: set[str] = set()
+        for k in range(op.OutputsLength()):
+            own |= _name_tokens(tensor_name(op.Outputs(k)))
+        for k in range(1, op.InputsLength()):
+            if op.Inputs(k) >= 0 and op.Inputs(k) not in producer:
+                own |= _name_tokens(tensor_name(op.Inputs(k)))
+        ops.append(_Op(j, name, own, glue_names(op.Inputs(0))))
+    return ops
+
+
+def _aliases(model: tf.keras.Model, layer: tf.keras.layers.Layer) -> set[str]:
+    """The layer's name and those of the BN / activation layers fused into its op."""
+    names = {layer.name}
+    fusable = (tf.keras.layers.BatchNormalization, tf.keras.layers.Activation)
+    fusable += (tf.keras.layers.ReLU,)
+    for node in layer._outbound_nodes:
+        if isinstance(node.outbound_layer, fusable):
+            names.add(node.outbound_layer.name)
+    return names
+
+
+@dataclasses.dataclass
+class Census:
+    """Which Keras conv became which flatbuffer op.
+
+    # Attributes
+        ops: `collections.Counter` of all flatbuffer op names.
+        accelerated: Binarized standard convs that became `LceBconv2d`.
+        fallback: Binarized standard convs that LCE kept as a float op, as
+            `(layer name, op name)`; the op is `"?"` when no op could be found for it.
+        float_kept: Float convs / dense layers, kept in float on purpose (stem,
+            downsample shortcut, classifier), as `(layer name, op name)`.
+        binary_not_accelerated: Binary depthwise convs and binary dense layers (LCE has
+            no binary kernel for them), as `(layer name, op name)`.
+        converter_messages: The converter's `error:` / `warning:` lines.
+    """
+
+    ops: collections.Counter
+    accelerated: list[str]
+    fallback: list[tuple[str, str]]
+    float_kept: list[tuple[str, str]]
+    binary_not_accelerated: list[tuple[str, str]]
+    converter_messages: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def has_binary(self) -> bool:
+        """Whether the model has any binarized layer at all."""
+        return bool(self.accelerated or self.fallback or self.binary_not_accelerated)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-serialisable dict."""
+        return {**dataclasses.asdict(self), "ops": dict(self.ops)}
+
+
+def _expected_ops(layer: tf.keras.layers.Layer) -> tuple[str, ...]:
+    if isinstance(layer, (tf.keras.layers.Dense, lq.layers.QuantDense)):
+        return ("FULLY_CONNECTED",)
+    if isinstance(layer, (tf.keras.layers.DepthwiseConv2D, lq.layers.QuantDepthwiseConv2D)):
+        return ("DEPTHWISE_CONV_2D",)
+    if layer_kind(layer) == "binary":
+        return ("LceBconv2d", "CONV_2D")
+    return ("CONV_2D",)
+
+
+def _match(model: tf.keras.Model, layers: list, ops: list[_Op]) -> dict[str, str]:
+    """Keras layer name -> op name, one op per layer, best evidence first.
+
+    Evidence: the layer (or its fused BN / activation) names the op's output or weights;
+    else it names a pad / quantize op feeding the op; else the first op left of the type
+    the layer should become (e.g. the classifier's `FULLY_CONNECTED`, whose output is
+    just the model output).
+    """
+    candidates = []
+    for layer in layers:
+        aliases = _aliases(model, layer)
+        for op in ops:
+            if aliases & op.own:
+                candidates.append((0, layer.name, op))
+            elif layer.name in op.glue:
+                candidates.append((1, layer.name, op))
+    matched: dict[str, str] = {}
+    taken: set[int] = set()
+    for _, name, op in sorted(candidates, key=lambda c: (c[0], c[2].index)):
+        if name not in matched and op.index not in taken:
+            matched[name] = op.name
+            taken.add(op.index)
+    for layer in layers:
+        for wanted in _expected_ops(layer) if layer.name not in matched else ():
+            free = [op for op in ops if op.index not in taken and op.name == wanted]
+            if free:
+                matched[layer.name] = free[0].name
+                taken.add(free[0].index)
+                break
+    return matched
+
+
+def census(
+    model: tf.keras.Model, flatbuffer: bytes, converter_messages: Sequence[str] = ()
+) -> Census:
+    """Compare a Keras model with its LCE flatbuffer, conv by conv.
+
+    Every binarized standard conv (a `larq.layers.QuantConv2D` with binary input and
+    kernel quantizers) should have become an `LceBconv2d`. LCE silently keeps some as a
+    float `CONV_2D` (e.g. a grouped binary conv with fewer than 32 input channels per
+    group): those are listed in `fallback`, by layer name. Layers are found through the
+    flatbuffer's tensor names, which carry the Keras layer names (TFLite cuts them at 50
+    characters); a layer whose name is not found takes the next unclaimed op of the type
+    it should become, so the counts stay right.
+
+    # Arguments
+        model: The Keras model that was converted.
+        flatbuffer: Its `.tflite` bytes.
+        converter_messages: Messages from `convert`, kept in the report.
+
+    # Returns
+        A `Census`.
+
+    # Example
+        ```python
+        flatbuffer, messages = convert(model)
+        report = census(model, flatbuffer, messages)
+        assert not report.fallback
+        ```
+    """
+    kinds = collections.defaultdict(list)
+    for layer in _walk_layers(model):
+        kind = layer_kind(layer)
+        if kind:
+            kinds[kind].append(layer)
+    ops = _conv_ops(flatbuffer)
+    conv_layers = [layer for group in kinds.values() for layer in group]
+    matched = _match(model, conv_layers, ops)
+    counts = op_counts(flatbuffer)
+
+    accelerated, fallback = [], []
+    for layer in kinds["binary"]:
+        op = matched.get(layer.name, "?")
+        if op == "LceBconv2d":
+            accelerated.append(layer.name)
+        else:
+            fallback.append((layer.name, op))
+
+    def listed(kind: str) -> list[tuple[str, str]]:
+        return [(layer.name, matched.get(layer.name, "?")) for layer in kinds[kind]]
+
+    return Census(
+        ops=counts,
+        accelerated=accelerated,
+        fallback=fallback,
+        float_kept=listed("float"),
+        binary_not_accelerated=listed("binary_depthwise") + listed("binary_dense"),
+        converter_messages=list(converter_messages),
+    )
+
+
+def format_census(report: Census) -> str:
+    """A human-readable multi-line summary of a `Census`.
+
+    # Example
+        ```python
+        print(format_census(census(model, flatbuffer)))
+        ```
+    """
+    total = len(report.accelerated) + len(report.fallback)
+    lines = ["ops: " + ", ".join(f"{name} x{n}" for name, n in report.ops.most_common())]
+    lines.append(
+        f"binarized standard convs accelerated (LceBconv2d): {len(report.accelerated)}/{total}"
+    )
+    for name, op in report.fallback:
+        lines.append(f"  NOT accelerated: {name} became {op} (float)")
+    if report.float_kept:
+        kept = ", ".join(f"{name} ({op})" for name, op in report.float_kept)
+        lines.append(f"float layers kept on purpose: {kept}")
+    if report.binary_not_accelerated:
+        kept = ", ".join(f"{name} ({op})" for name, op in report.binary_not_accelerated)
+        lines.append(f"binary depthwise/dense layers (no LCE binary kernel, run in float): {kept}")
+    for message in report.converter_messages:
+        lines.append(f"LCE converter said: {message}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- verification
+# Documented in docs/deployment.md. Keras and LCE sum float32 in different orders, so a
+# value within ~1e-6 of zero can take the other sign in the next binary layer; in a
+# deep BNN a few such flips move the logits by about 1e-3 of their range.
+DEFAULT_RTOL = 1e-2
+DEFAULT_MIN_TOP1 = 0.95
+
+
+@dataclasses.dataclass
+class Verification:
+    """Keras vs LCE interpreter on the same inputs.
+
+    # Attributes
+        samples: Number of inputs.
+        max_abs: Largest absolute difference of any output value.
+        mean_abs: Mean absolute difference.
+        scale: Largest absolute Keras output value (what `rtol` is relative to).
+        top1_agreement: Fraction of inputs with the same arg-max (None: not a classifier).
+        rtol: Tolerance: `max_abs <= rtol * scale` must hold.
+        min_top1: Tolerance: `top1_agreement >= min_top1` must hold.
+    """
+
+    samples: int
+    max_abs: float
+    mean_abs: float
+    scale: float
+    top1_agreement: float | None
+    rtol: float
+    min_top1: float
+
+    @property
+    def passed(self) -> bool:
+        """Whether both tolerances hold."""
+        close = self.max_abs <= self.rtol * max(self.scale, 1e-6)
+        agree = self.top1_agreement is None or self.top1_agreement >= self.min_top1
+        return close and agree
+
+    def summary(self) -> str:
+        """One line: the numbers and the verdict."""
+        top1 = "n/a" if self.top1_agreement is None else f"{self.top1_agreement:.1%}"
+        verdict = "PASS" if self.passed else "FAIL"
+        return (
+            f"verification on {self.samples} inputs: max |diff| {self.max_abs:.3g} "
+            f"(limit {self.rtol:g} x max |output| {self.scale:.3g} = "
+            f"{self.rtol * self.scale:.3g}), mean |diff| {self.mean_abs:.3g}, "
+            f"top-1 agreement {top1} (limit {self.min_top1:.0%}): {verdict}"
+        )
+
+
+def random_inputs(model: tf.keras.Model, samples: int, seed: int = 0) -> np.ndarray:
+    """`samples` inputs for `model`, uniform in [-1, 1] (both signs: every sign path runs).
+
+    # Example
+        ```python
+        x = random_inputs(model, 8)
+        ```
+    """
+    shape = tuple(model.inputs[0].shape[1:])
+    if None in shape:
+        raise DeploymentError(f"the model input shape {shape} must be fully known to convert")
+    rng = np.random.default_rng(seed)
+    return rng.uniform(-1, 1, size=(samples, *shape)).astype(np.float32)
+
+
+def dataset_inputs(
+    model: tf.keras.Model, name: str, samples: int, *, data_dir: str | None = None
+) -> np.ndarray:
+    """`samples` real, preprocessed images from a dataset (its evaluation split).
+
+    Uses `el_larq.data`, so the images are preprocessed as for training and evaluation.
+
+    # Arguments
+        model: The model the images are for (its input size picks the image size).
+        name: Dataset name, e.g. `fashion_mnist` or any TFDS image dataset.
+        samples: How many images.
+        data_dir: Dataset directory (see `el_larq.data.load_split`).
+
+    # Returns
+        A float32 array `(samples, *input_shape)`.
+
+    # Example
+        ```python
+        x = dataset_inputs(model, "fashion_mnist", 32)
+        ```
+    """
+    from el_larq import data
+
+    shape = tuple(model.inputs[0].shape[1:])
+    try:
+        split = data.load_split(
+            name,
+            data.default_eval_split(name, data_dir),
+            training=False,
+            batch_size=samples,
+            data_dir=data_dir,
+            image_size=shape[0],
+        )
+        images = next(iter(split.dataset))[0].numpy()
+    except data.DataError as error:
+        raise DeploymentError(str(error).splitlines()[0]) from None
+    if images.shape[1:] != shape:
+        raise DeploymentError(
+            f"dataset {name!r} gives images of shape {images.shape[1:]}, but the model "
+            f"expects {shape}"
+        )
+    return images[:samples].astype(np.float32)
+
+
+def verify(
+    model: tf.keras.Model,
+    flatbuffer: bytes,
+    inputs: np.ndarray,
+    *,
+    rtol: float = DEFAULT_RTOL,
+    min_top1: float = DEFAULT_MIN_TOP1,
+    num_threads: int = 1,
+) -> Verification:
+    """Run the same inputs through Keras and LCE's interpreter and compare.
+
+    # Arguments
+        model: The Keras model.
+        flatbuffer: Its LCE conversion.
+        inputs: A batch of inputs, `(samples, *input_shape)`.
+        rtol: Largest allowed `max |diff|`, relative to the largest Keras output.
+        min_top1: Smallest allowed top-1 agreement (for `(batch, classes)` outputs).
+        num_threads: Interpreter threads.
+
+    # Returns
+        A `Verification`; check `.passed`.
+
+    # Example
+        ```python
+        result = verify(model, flatbuffer, random_inputs(model, 8))
+        assert result.passed, result.summary()
+        ```
+    """
+    expected = model.predict(inputs, batch_size=len(inputs), verbose=0)
+    interpreter = lce.testing.Interpreter(flatbuffer, num_threads=num_threads)
+    actual = interpreter.predict(inputs)
+    if isinstance(expected, list):
+        expected = np.concatenate([np.reshape(e, (len(inputs), -1)) for e in expected], axis=1)
+        actual = np.concatenate([np.reshape(a, (len(inputs), -1)) for a in actual], axis=1)
+    expected, actual = np.asarray(expected, np.float64), np.asarray(actual, np.float64)
+    diff = np.abs(actual - expected)
+    top1 = None
+    if expected.ndim == 2 and expected.shape[1] > 1:
+        top1 = float(np.mean(expected.argmax(axis=1) == actual.argmax(axis=1)))
+    return Verification(
+        samples=len(inputs),
+        max_abs=float(diff.max()),
+        mean_abs=float(diff.mean()),
+        scale=float(np.abs(expected).max()),
+        top1_agreement=top1,
+        rtol=rtol,
+        min_top1=min_top1,
+    )
+
+
+# ---------------------------------------------------------------- size and FLOPs
+def size_report(model: tf.keras.Model, flatbuffer: bytes) -> dict[str, float]:
+    """Flatbuffer bytes against the float32 size of the same model (4 bytes a weight).
+
+    # Returns
+        `{"flatbuffer_bytes", "float32_bytes", "ratio"}` (ratio = float32 / flatbuffer).
+
+    # Example
+        ```python
+        print(size_report(model, flatbuffer)["ratio"])
+        ```
+    """
+    float_bytes = 4 * model.count_params()
+    return {
+        "flatbuffer_bytes": len(flatbuffer),
+        "float32_bytes": float_bytes,
+        "ratio": float_bytes / len(flatbuffer),
+    }
+
+
+def _el_elementwise_ops(model: tf.keras.Model) -> int:
+    """Float ops of the Elastic-Link shortcuts: 1/gamma MUL and the EL ADD per output value.
+
+    Squeeze sums and Expand copies are "address mapping" in the paper and not counted.
+    """
+    total = 0
+    for layer in _walk_layers(model):
+        if isinstance(layer, ElasticLink):
+            values = math.prod(layer.output_shape[1:])
+            total += values * (2 if layer.kind != "identity" else 1)
+    return total
+
+
+def model_flops(model: tf.keras.Model) -> dict[str, float]:
+    """MACs by precision and FLOPs as in Bi-Real Net (Liu et al. 2018), which the paper uses.
+
+    `FLOPs = float MACs + binary MACs / 64 + Elastic-Link element-wise ops`. MACs come
+    from `larq.models.ModelProfile`.
+
+    # Returns
+        `{"binary_macs", "float_macs", "el_ops", "flops"}`.
+
+    # Example
+        ```python
+        print(model_flops(el_larq.zoo.el_resnet50())["flops"] / 1e6, "M FLOPs")
+        ```
+    """
+    profile = lq.models.ModelProfile(model)
+    binary = profile.op_count("mac", 1)
+    total = profile.op_count("mac")
+    el_ops = _el_elementwise_ops(model)
+    return {
+        "binary_macs": binary,
+        "float_macs": total - binary,
+        "el_ops": el_ops,
+        "flops": total - binary + binary / 64 + el_ops,
+    }
+
+
+# ---------------------------------------------------------------- host latency
+KERNELS = ("indirect_bgemm", "optimized", "reference")
+
+
+@dataclasses.dataclass
+class Latency:
+    """Latency of one model, from the host interpreter or a device, in milliseconds.
+
+    `median_ms` is None for `lce_benchmark_model`, which prints no median.
+    """
+
+    model: str
+    where: str
+    num_threads: int
+    kernel: str
+    runs: int
+    mean_ms: float
+    median_ms: float | None
+    min_ms: float
+    max_ms: float
+
+    def row(self) -> str:
+        """One row of `LATENCY_HEADER`'s table."""
+        median = "-" if self.median_ms is None else f"{self.median_ms:.3f}"
+        return (
+            f"| {self.model} | {self.where} | {self.num_threads} | {self.kernel} | {self.runs} "
+            f"| {median} | {self.mean_ms:.3f} | {self.min_ms:.3f} | {self.max_ms:.3f} |"
+        )
+
+
+LATENCY_HEADER = (
+    "| model | where | threads | kernel | runs | median ms | mean ms | min ms | max ms |\n"
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+)
+
+
+def make_interpreter(
+    flatbuffer: bytes, *, num_threads: int = 1, kernel: str = "indirect_bgemm", xnnpack=False
+) -> Any:
+    """LCE's Python interpreter with a named binary-conv kernel.
+
+    On x86 `"indirect_bgemm"` is the fast one (LCE's default `"optimized"` path is
+    tuned for ARM); `"reference"` is the slow, simple one.
+
+    # Example
+        ```python
+        interpreter = make_interpreter(flatbuffer, num_threads=1)
+        ```
+    """
+    if kernel not in KERNELS:
+        raise DeploymentError(f"unknown kernel '{kernel}'; valid kernels: {', '.join(KERNELS)}")
+    return lce.testing.Interpreter(
+        flatbuffer,
+        num_threads=num_threads,
+        use_reference_bconv=kernel == "reference",
+        use_indirect_bgemm=kernel == "indirect_bgemm",
+        use_xnnpack=xnnpack,
+    )
+
+
+def _timed_runs(interpreter: Any, x: np.ndarray, runs: int) -> list[float]:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        interpreter.predict(x)
+        times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def _latency(name, times, num_threads, kernel) -> Latency:
+    return Latency(
+        model=name,
+        where=f"host {platform.machine()} (LCE Python interpreter)",
+        num_threads=num_threads,
+        kernel=kernel,
+        runs=len(times),
+        mean_ms=statistics.fmean(times),
+        median_ms=statistics.median(times),
+        min_ms=min(times),
+        max_ms=max(times),
+    )
+
+
+def host_latency(
+    flatbuffers: dict[str, bytes],
+    *,
+    num_runs: int = 50,
+    warmup_runs: int = 5,
+    num_threads: int = 1,
+    kernel: str = "indirect_bgemm",
+    xnnpack: bool = False,
+    rounds: int = 5,
+) -> dict[str, Latency]:
+    """Latency of one or more `.tflite` models on this host, interleaved for fairness.
+
+    Every model is warmed up, then the `num_runs` timed runs are split into `rounds`
+    rounds that alternate between the models, so that a slow period of a shared machine
+    hits all of them alike. This is a relative measure on x86: LCE's ARM kernels only
+    run on the device (see `device_commands`).
+
+    # Arguments
+        flatbuffers: `{name: .tflite bytes}`.
+        num_runs: Timed runs per model.
+        warmup_runs: Untimed runs per model first.
+        num_threads: Interpreter threads.
+        kernel: Binary conv kernel, one of `KERNELS`.
+        xnnpack: Run float ops through TFLite's XNNPACK delegate.
+        rounds: Number of interleaved rounds.
+
+    # Returns
+        `{name: Latency}`.
+
+    # Example
+        ```python
+        result = host_latency({"el": open("el.tflite", "rb").read()}, num_runs=20)
+        print(result["el"].median_ms)
+        ```
+    """
+    if num_runs < 1 or warmup_runs < 0 or num_threads < 1:
+        raise DeploymentError("num_runs and num_threads must be >= 1, warmup_runs >= 0")
+    interpreters, inputs, times = {}, {}, {}
+    for name, flatbuffer in flatbuffers.items():
+        interpreters[name] = make_interpreter(
+            flatbuffer, num_threads=num_threads, kernel=kernel, xnnpack=xnnpack
+        )
+        shape = interpreters[name].input_shapes[0]
+        inputs[name] = np.random.default_rng(0).uniform(-1, 1, size=shape).astype(np.float32)
+        _timed_runs(interpreters[name], inputs[name], warmup_runs)
+        times[name] = []
+    rounds = max(1, min(rounds, num_runs))
+    for r in range(rounds):
+        per_round = num_runs // rounds + (1 if r < num_runs % rounds else 0)
+        for name in flatbuffers:
+            times[name] += _timed_runs(interpreters[name], inputs[name], per_round)
+    return {name: _latency(name, times[name], num_threads, kernel) for name in flatbuffers}
+
+
+# ---------------------------------------------------------------- device benchmark
+DEVICE_MODES = ("local", "adb", "ssh")
+
+
+def device_commands(
+    graph: str,
+    *,
+    mode: str = "local",
+    binary: str = "lce_benchmark_model",
+    num_threads: int = 1,
+    num_runs: int = 50,
+    host: str | None = None,
+    serial: str | None = None,
+    remote_dir: str = "/data/local/tmp",
+    extra_flags: Sequence[str] = (),
+) -> list[list[str]]:
+    """The commands that run LCE's `lce_benchmark_model` on a model, on or via a device.
+
+    * `local`: run the binary here (on the Raspberry Pi / ARM board itself).
+    * `adb`: push binary and model to an Android device and run them there.
+    * `ssh`: copy binary and model to a Pi (`host`, e.g. `pi@raspberrypi.local`) and run
+      them there.
+
+    # Arguments
+        graph: Path of the `.tflite` model here.
+        mode: One of `DEVICE_MODES`.
+        binary: Path of `lce_benchmark_model` here (from an LCE release: aarch64, arm32
+            or android_arm64).
+        num_threads: `--num_threads` of the benchmark.
+        num_runs: `--num_runs` of the benchmark.
+        host: ssh destination (`ssh` mode).
+        serial: adb device serial (`adb` mode, optional).
+        remote_dir: Directory on the device for binary and model.
+        extra_flags: More `lce_benchmark_model` flags, e.g. `["--warmup_runs=5"]`.
+
+    # Returns
+        A list of argv lists, to be run in order; the last one prints the timings.
+
+    # Example
+        ```python
+        for argv in device_commands("m.tflite", mode="adb", binary="lce_benchmark_model"):
+            subprocess.run(argv, check=True)
+        ```
+    """
+    if mode not in DEVICE_MODES:
+        raise DeploymentError(
+            f"unknown device mode '{mode}'; valid modes: {', '.join(DEVICE_MODES)}"
+        )
+    flags = [f"--num_threads={num_threads}", f"--num_runs={num_runs}", *extra_flags]
+    if mode == "local":
+        return [[binary, f"--graph={graph}", *flags]]
+    remote_binary = f"{remote_dir}/{Path(binary).name}"
+    remote_graph = f"{remote_dir}/{Path(graph).name}"
+    # adb shell and ssh hand the command to a remote shell: quote every word.
+    remote_run = shlex.join([remote_binary, f"--graph={remote_graph}", *flags])
+    if mode == "adb":
+        adb = ["adb", *(["-s", serial] if serial else [])]
+        return [
+            [*adb, "push", binary, remote_binary],
+            [*adb, "shell", f"chmod +x {shlex.quote(remote_binary)}"],
+            [*adb, "push", graph, remote_graph],
+            [*adb, "shell", remote_run],
+        ]
+    if not host:
+        raise DeploymentError("ssh mode needs --host, e.g. --host=pi@raspberrypi.local")
+    return [
+        ["ssh", host, f"mkdir -p {shlex.quote(remote_dir)}"],
+        ["scp", binary, graph, f"{host}:{remote_dir}/"],
+        ["ssh", host, f"chmod +x {shlex.quote(remote_binary)} && {remote_run}"],
+    ]
+
+
+_TIMINGS = re.compile(
+    r"Inference timings in us: Init: (?P<init>[\d.e+]+), First inference: (?P<first>[\d.e+]+), "
+    r"Warmup \(avg\): (?P<warmup>[\d.e+]+), Inference \(avg\): (?P<avg>[\d.e+]+)"
+)
+_STATS = re.compile(
+    r"count=(?P<count>\d+) first=(?P<first>[\d.e+]+) curr=(?P<curr>[\d.e+]+) "
+    r"min=(?P<min>[\d.e+]+) max=(?P<max>[\d.e+]+) avg=(?P<avg>[\d.e+]+) std=(?P<std>[\d.e+]+)"
+)
+
+
+def parse_benchmark_output(text: str) -> dict[str, float]:
+    """Parse the output of (LCE's) TFLite `benchmark_model`.
+
+    It reads the summary line `Inference timings in us: Init: ..., First inference: ...,
+    Warmup (avg): ..., Inference (avg): ...` and the last `count=... min=... max=...
+    avg=... std=...` line (the timed runs; the one before is the warm-up).
+
+    # Arguments
+        text: The tool's combined stdout and stderr.
+
+    # Returns
+        `{"init_us", "first_us", "warmup_avg_us", "avg_us", "count", "min_us", "max_us",
+        "std_us"}` (the last four only when the stats line is there).
+
+    # Raises
+        DeploymentError: no timings in `text` (the last lines are quoted).
+
+    # Example
+        ```python
+        timings = parse_benchmark_output(subprocess.run(argv, capture_output=True,
+                                                        text=True).stdout)
+        ```
+    """
+    found = _TIMINGS.search(text)
+    if not found:
+        tail = " | ".join(text.strip().splitlines()[-3:])
+        raise DeploymentError(f"no 'Inference timings in us' line in the benchmark output: {tail}")
+    result = {
+        "init_us": float(found["init"]),
+        "first_us": float(found["first"]),
+        "warmup_avg_us": float(found["warmup"]),
+        "avg_us": float(found["avg"]),
+    }
+    stats = list(_STATS.finditer(text))
+    if stats:
+        last = stats[-1]
+        result.update(
+            count=int(last["count"]),
+            min_us=float(last["min"]),
+            max_us=float(last["max"]),
+            std_us=float(last["std"]),
+        )
+    return result
+
+
+def device_latency(
+    name: str, timings: dict[str, float], *, where: str, num_threads: int
+) -> Latency:
+    """`parse_benchmark_output`'s timings as a `Latency` row (no median: not printed).
+
+    # Example
+        ```python
+        row = device_latency("el", parse_benchmark_output(text), where="adb", num_threads=1)
+        ```
+    """
+    avg = timings["avg_us"] / 1e3
+    return Latency(
+        model=name,
+        where=where,
+        num_threads=num_threads,
+        kernel="lce_benchmark_model",
+        runs=int(timings.get("count", 0)),
+        mean_ms=avg,
+        median_ms=None,
+        min_ms=timings.get("min_us", timings["avg_us"]) / 1e3,
+        max_ms=timings.get("max_us", timings["avg_us"]) / 1e3,
+    )
+
+
+def run_device_benchmark(
+    commands: list[list[str]], runner: Callable[..., Any] | None = None
+) -> dict[str, float]:
+    """Run `device_commands`' output in order and parse the last command's output.
+
+    # Arguments
+        commands: From `device_commands`.
+        runner: `subprocess.run`-like callable (tests pass a fake device here).
+
+    # Raises
+        DeploymentError: a command is missing or fails (its output is quoted).
+    """
+    import subprocess
+
+    runner = runner or subprocess.run
+    output = ""
+    for argv in commands:
+        try:
+            result = runner(argv, capture_output=True, text=True)
+        except FileNotFoundError:
+            raise DeploymentError(f"'{argv[0]}' not found; is it installed and on PATH?") from None
+        output = (result.stdout or "") + (result.stderr or "")
+        if result.returncode != 0:
+            tail = " | ".join(output.strip().splitlines()[-3:])
+            raise DeploymentError(f"`{shlex.join(argv)}` failed ({result.returncode}): {tail}")
+    return parse_benchmark_output(output)

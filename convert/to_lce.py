@@ -1,0 +1,127 @@
+"""Convert a trained Keras model to a Larq Compute Engine flatbuffer you can trust.
+
+    python convert/to_lce.py model.h5 [-o model.tflite] [--target=arm|xcore] [--strict]
+        [--no-verify] [--samples=16] [--dataset=fashion_mnist] [--json=report.json]
+
+Loads the model (`.h5`, `.keras` or SavedModel) with el_larq's layers, converts it with
+LCE, lists its ops and checks that every binarized conv became an `LceBconv2d`
+(`--strict`: a float fallback is an error), runs the same inputs through Keras and
+LCE's interpreter, and only then writes the `.tflite` (atomically). Exit status 0: written;
+1: refused, with a one-line reason. See docs/deployment.md.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # quiet TensorFlow's C++ logging
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+
+from absl import app, flags  # noqa: E402
+
+from el_larq import lce  # noqa: E402  (el_larq before TensorFlow: selects Keras 2)
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string(
+    "output", None, "Output .tflite path (default: the model path with .tflite).", short_name="o"
+)
+flags.DEFINE_enum("target", "arm", ["arm", "xcore"], "LCE conversion target.")
+flags.DEFINE_bool("strict", False, "Fail when a binarized conv fell back to a float op.")
+flags.DEFINE_bool("verify", True, "Compare Keras and the LCE interpreter (--no-verify skips).")
+flags.DEFINE_integer("samples", 16, "Number of inputs for the verification.", lower_bound=1)
+flags.DEFINE_string(
+    "dataset",
+    None,
+    "Verify on real images of this dataset "
+    "(e.g. fashion_mnist); default: random inputs in [-1, 1].",
+)
+flags.DEFINE_string("data_dir", None, "Dataset directory for --dataset.")
+flags.DEFINE_float(
+    "rtol",
+    lce.DEFAULT_RTOL,
+    "Verification: max |keras - lce| must be <= rtol * max |keras output|.",
+)
+flags.DEFINE_float(
+    "min_top1",
+    lce.DEFAULT_MIN_TOP1,
+    "Verification: smallest allowed top-1 agreement (classifiers).",
+)
+flags.DEFINE_bool(
+    "allow_unsafe", False, "Load models with Lambda layers (they run code stored in the file)."
+)
+flags.DEFINE_string("json", None, "Also write the full report as JSON to this path.")
+
+
+def _warn(message: str) -> None:
+    print(f"to_lce: warning: {message}", file=sys.stderr)
+
+
+def _default_output(model_path: Path) -> Path:
+    if model_path.is_dir():  # a SavedModel: write beside it
+        return model_path.parent / f"{model_path.name}.tflite"
+    return model_path.with_suffix(".tflite")
+
+
+def convert(model_path: Path) -> int:
+    output = Path(FLAGS.output) if FLAGS.output else _default_output(model_path)
+    lce.check_writable(output)
+    if FLAGS.json:
+        lce.check_writable(FLAGS.json)
+    model = lce.load_model(model_path, allow_unsafe=FLAGS.allow_unsafe)
+    flatbuffer, messages = lce.convert(model, target=FLAGS.target)
+
+    report = lce.census(model, flatbuffer, messages)
+    print(lce.format_census(report))
+    if not report.has_binary:
+        _warn("the model has no binarized layer: nothing for LCE to accelerate")
+    if report.fallback:
+        names = ", ".join(f"{name} ({op})" for name, op in report.fallback)
+        if FLAGS.strict:
+            raise lce.DeploymentError(f"binarized conv(s) not accelerated by LCE: {names}")
+        _warn(f"binarized conv(s) not accelerated by LCE, they run as float: {names}")
+
+    result = {"census": report.to_json(), "size": lce.size_report(model, flatbuffer)}
+    if FLAGS.verify:
+        if FLAGS.dataset:
+            inputs = lce.dataset_inputs(
+                model, FLAGS.dataset, FLAGS.samples, data_dir=FLAGS.data_dir
+            )
+        else:
+            inputs = lce.random_inputs(model, FLAGS.samples)
+        check = lce.verify(model, flatbuffer, inputs, rtol=FLAGS.rtol, min_top1=FLAGS.min_top1)
+        print(check.summary() + (f" (dataset {FLAGS.dataset})" if FLAGS.dataset else ""))
+        result["verification"] = {**vars(check), "passed": check.passed}
+        if not check.passed:
+            raise lce.DeploymentError(f"Keras and LCE disagree: {check.summary()}")
+
+    written = lce.write_atomic(output, flatbuffer)
+    size = result["size"]
+    print(f"wrote {output} ({written} bytes, {written / 1024:.1f} KiB)")
+    print(
+        f"size: flatbuffer {size['flatbuffer_bytes']} bytes vs float32 weights "
+        f"{size['float32_bytes']} bytes ({size['ratio']:.1f}x smaller)"
+    )
+    if FLAGS.json:
+        result["output"] = str(output)
+        lce.write_atomic(FLAGS.json, (lce.json_dumps(result) + "\n").encode())
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        raise app.UsageError("expected one model path: to_lce.py model.h5 [-o out.tflite]")
+    try:
+        return convert(Path(argv[1]))
+    except lce.DeploymentError as error:
+        print(f"to_lce: error: {error}", file=sys.stderr)
+        return 1
+
+
+def _parse(argv: list[str]) -> list[str]:
+    # Accept the common spelling --no-verify besides absl's --noverify.
+    argv = ["--noverify" if arg in ("--no-verify", "--no_verify") else arg for arg in argv]
+    return flags.FLAGS(argv)
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=_parse)
