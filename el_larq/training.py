@@ -26,7 +26,9 @@ import math
 import os
 import shutil
 import sys
+import tempfile
 import time
+import warnings
 from typing import Any
 
 import tensorflow as tf
@@ -219,7 +221,8 @@ def learning_rate_schedule(config: TrainConfig):
         ```
     """
     base, epochs = config.learning_rate, config.epochs
-    boundaries = sorted(round(fraction * epochs) for fraction in config.lr_decay_epochs)
+    # Rounded half up and never before epoch 1: with 1 epoch the rate stays constant.
+    boundaries = [max(1, math.floor(f * epochs + 0.5)) for f in config.lr_decay_epochs]
 
     def schedule(epoch: int, lr: float | None = None) -> float:
         if config.lr_schedule == "constant":
@@ -274,7 +277,9 @@ def save_model_atomic(model: tf.keras.Model, path: str) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp.h5")
     try:
-        model.save(tmp, include_optimizer=False, save_format="h5")
+        with warnings.catch_warnings():  # HDF5 is "legacy" to Keras, but what LCE tools read
+            warnings.simplefilter("ignore", UserWarning)
+            model.save(tmp, include_optimizer=False, save_format="h5")
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -463,6 +468,8 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
     chief = distribute.is_chief(strategy)
     distribute.check_global_batch(config.batch_size, strategy)
     resuming = _prepare_output_dir(config, chief)
+    if resuming and config.verbose:
+        print(f"resuming from the backup in {os.path.join(config.output_dir, 'backup')}")
     tf.keras.utils.set_random_seed(config.seed)
 
     train_split = data_lib.load_split(
@@ -547,8 +554,13 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
     final = {key: float(values[-1]) for key, values in history.history.items() if values}
     if not final and chief:  # resumed after the last epoch: nothing left to train
         final = _last_metrics(config.output_dir)
+    # Every worker saves (reading synced variables is a collective op); only the chief's
+    # copy is kept.
+    save_dir = config.output_dir if chief else tempfile.mkdtemp(prefix="el_larq_worker_")
+    save_model_atomic(model, os.path.join(save_dir, FINAL_MODEL))
     if chief:
-        save_model_atomic(model, os.path.join(config.output_dir, FINAL_MODEL))
         _gamma_outputs(model, config.output_dir)
         shutil.rmtree(os.path.join(config.output_dir, "backup"), ignore_errors=True)
+    else:
+        shutil.rmtree(save_dir, ignore_errors=True)
     return {**final, "epochs": config.epochs, "resumed": resuming, "output_dir": config.output_dir}

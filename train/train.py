@@ -13,7 +13,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # quiet TensorFlow unless asked
 
-from absl import app, flags  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
 
 import el_larq  # noqa: E402,F401  (selects Keras 2 before TensorFlow loads)
 from el_larq import distribute, training  # noqa: E402
@@ -70,6 +70,8 @@ def _overrides() -> dict:
 
 def main(argv):
     del argv
+    if not FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # TF's Python INFO lines are noise here
     try:
         # The strategy comes first: multi-worker and logical CPUs must precede other TF work.
         strategy = distribute.make_strategy(
@@ -79,6 +81,7 @@ def main(argv):
 
         tf.get_logger().setLevel("ERROR")
         config = training.resolve_config(_overrides(), recipe=FLAGS.recipe, model=FLAGS.model)
+        distribute.check_global_batch(config.batch_size, strategy)
         print(
             f"training {config.model} on {config.dataset} for {config.epochs} epochs, global "
             f"batch {config.batch_size} on {strategy.num_replicas_in_sync} replica(s) -> "
