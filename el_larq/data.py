@@ -338,7 +338,9 @@ def _tfds_builder(name: str, data_dir: str | None):
     return tfds.builder(name, data_dir=data_dir)
 
 
-def _tfds_examples(name: str, split: str, data_dir: str | None, training: bool, seed):
+def _tfds_examples(
+    name: str, split: str, data_dir: str | None, training: bool, seed, download: bool = True
+):
     """`(dataset of (image, label), num_examples, num_classes, image_shape, decode_fn)`."""
     import tensorflow_datasets as tfds
 
@@ -357,7 +359,7 @@ def _tfds_examples(name: str, split: str, data_dir: str | None, training: bool, 
     decoders = {"image": tfds.decode.SkipDecoding()} if encoded else None
     read_config = tfds.ReadConfig(shuffle_seed=seed)
     try:
-        if name != IMAGENET:
+        if download and name != IMAGENET:
             builder.download_and_prepare()
         dataset = builder.as_dataset(
             split=split,
@@ -402,13 +404,17 @@ def _tfds_help(name: str, split: str, data_dir: str | None, error: Exception) ->
     return message
 
 
-def _fashion_mnist_examples(split: str, data_dir: str | None, training: bool, seed):
+def _fashion_mnist_examples(
+    split: str, data_dir: str | None, training: bool, seed, download: bool = True
+):
     found = _fashion_mnist_idx(split, data_dir)
     if found is not None:
         images, labels, directory = found
         dataset = tf.data.Dataset.from_tensor_slices((images, labels))
         return dataset, len(labels), 10, images.shape[1:], f"idx:{directory}"
     try:
+        if not download:
+            raise DataError("downloads are disabled")
         dataset, num, classes, shape, decode = _tfds_examples(
             FASHION_MNIST, split, data_dir, training, seed
         )
@@ -450,6 +456,7 @@ def load_split(
     image_size: int | None = None,
     seed: int | None = None,
     drop_remainder: bool | None = None,
+    download: bool = True,
 ) -> Split:
     """Load one split of a dataset as a preprocessed, batched `tf.data` pipeline.
 
@@ -468,6 +475,8 @@ def load_split(
             224 for large ones.
         seed: Shuffle seed.
         drop_remainder: Drop the last partial batch; defaults to `training`.
+        download: Let TFDS download and prepare a missing dataset (not ImageNet,
+            which needs a manual download).
 
     # Returns
         A `Split`.
@@ -483,11 +492,13 @@ def load_split(
     """
     if name == FASHION_MNIST:
         dataset, num, classes, shape, source = _fashion_mnist_examples(
-            split, data_dir, training, seed
+            split, data_dir, training, seed, download
         )
         nbytes = num * int(np.prod(shape))
     else:
-        dataset, num, classes, shape, decode = _tfds_examples(name, split, data_dir, training, seed)
+        dataset, num, classes, shape, decode = _tfds_examples(
+            name, split, data_dir, training, seed, download
+        )
         source = f"tfds:{name}"
         dataset = dataset.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
         nbytes = num * int(np.prod(shape)) if None not in shape else CACHE_BYTES + 1

@@ -13,7 +13,7 @@ everything a run produces into `config.output_dir`:
     command.txt           the exact command line; config.json: the resolved config
 
 Runs are crash-safe: killed at any point, the same command resumes from the last
-backup (every epoch, or every `backup_steps` steps) and ends after the same number
+backup (every epoch end, or every `backup_steps` steps) and ends after the same number
 of epochs.
 """
 
@@ -31,6 +31,7 @@ import time
 import warnings
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 
 from el_larq import data as data_lib
@@ -42,6 +43,7 @@ __all__ = [
     "TrainingDiverged",
     "USER_ERRORS",
     "compile_model",
+    "evaluate_model",
     "learning_rate_schedule",
     "resolve_config",
     "save_model_atomic",
@@ -78,6 +80,7 @@ class TrainConfig:
         train_split, eval_split: Split names; `eval_split=None` picks the dataset's
             test/validation split.
         image_size: Model input side; None: native for small images, 224 for large.
+        download: Let TFDS download a missing dataset.
         epochs, batch_size (global), learning_rate: The paper's 100, 256, 1e-3.
         lr_schedule: `step` (decay by `lr_decay_factor` at `lr_decay_epochs`, fractions
             of `epochs`), `cosine` or `constant`.
@@ -85,8 +88,8 @@ class TrainConfig:
         seed: Seed for weights, shuffling and augmentation.
         steps_per_epoch: Steps per epoch; None: one pass over the training split.
         validation_steps: Validation batches per epoch; None: the whole split.
-        backup_steps: Back up every that many steps as well as at every epoch end
-            (0: epoch ends only).
+        backup_steps: Back up every that many steps instead of at every epoch end
+            (0: at epoch ends).
         jit_compile: Compile the training step with XLA.
         verbose: Keras verbosity (1: progress bar, 2: one line per epoch).
         overwrite: Replace a finished run in `output_dir`.
@@ -102,6 +105,7 @@ class TrainConfig:
     train_split: str = "train"
     eval_split: str | None = None
     image_size: int | None = None
+    download: bool = True
     epochs: int = 100
     batch_size: int = 256
     learning_rate: float = 1e-3
@@ -480,6 +484,7 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
         data_dir=config.data_dir,
         image_size=config.image_size,
         seed=config.seed,
+        download=config.download,
     )
     eval_name = config.eval_split or data_lib.default_eval_split(config.dataset, config.data_dir)
     eval_split = data_lib.load_split(
@@ -489,6 +494,7 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
         batch_size=config.batch_size,
         data_dir=config.data_dir,
         image_size=train_split.input_shape[0],
+        download=config.download,
     )
     steps = config.steps_per_epoch or train_split.num_examples // config.batch_size
     if steps < 1:
@@ -564,3 +570,99 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
     else:
         shutil.rmtree(save_dir, ignore_errors=True)
     return {**final, "epochs": config.epochs, "resumed": resuming, "output_dir": config.output_dir}
+
+
+def _topk_hits(probabilities: np.ndarray, labels: np.ndarray) -> tuple[int, int]:
+    k = min(5, probabilities.shape[-1])
+    top = np.argsort(-probabilities, axis=-1)[:, :k]
+    return int(np.sum(top[:, 0] == labels)), int(np.sum(np.any(top == labels[:, None], axis=1)))
+
+
+def evaluate_model(
+    path: str,
+    dataset: str,
+    split: str | None = None,
+    *,
+    data_dir: str | None = None,
+    batch_size: int = 256,
+    max_examples: int | None = None,
+    num_threads: int = 1,
+    kernel: str = "indirect_bgemm",
+    download: bool = True,
+) -> dict[str, Any]:
+    """Top-1 and top-5 accuracy of a Keras `.h5` or an LCE `.tflite` model on a split.
+
+    Both kinds see the same images, preprocessed as for evaluation during training
+    (centre crop for ImageNet), at the model's input size. A `.tflite` runs in Larq
+    Compute Engine's interpreter, so comparing the two shows whether deployment kept
+    the accuracy.
+
+    # Arguments
+        path: `.h5`/`.keras`/SavedModel (Keras) or `.tflite` (LCE) model.
+        dataset: Dataset name (see `el_larq.data.load_split`).
+        split: Split; None: the dataset's test/validation split.
+        data_dir: Dataset directory.
+        batch_size: Batch size of the input pipeline.
+        max_examples: Evaluate only the first that many examples.
+        num_threads: LCE interpreter threads.
+        kernel: LCE binary-conv kernel (`indirect_bgemm` is the fast one on x86).
+        download: Let TFDS download a missing dataset.
+
+    # Returns
+        A dict with `model`, `format` (`keras`/`lce`), `dataset`, `split`, `examples`,
+        `top1`, `top5`.
+
+    # Raises
+        ConfigError: missing model file; DataError: data not found;
+        `el_larq.lce.DeploymentError`: a file that does not load.
+
+    # Example
+        ```python
+        keras = evaluate_model("runs/a/model.h5", "fashion_mnist")
+        lce = evaluate_model("runs/a/model.tflite", "fashion_mnist")
+        print(keras["top1"] - lce["top1"])
+        ```
+    """
+    from el_larq import lce
+
+    if not os.path.exists(path):
+        raise ConfigError(f"model file {path} does not exist.")
+    if path.endswith(".tflite"):
+        with open(path, "rb") as f:
+            interpreter = lce.make_interpreter(f.read(), num_threads=num_threads, kernel=kernel)
+        input_shape = tuple(interpreter.input_shapes[0][1:])
+        predict, kind = interpreter.predict, "lce"
+    else:
+        model = lce.load_model(path)
+        input_shape = tuple(model.inputs[0].shape[1:])
+        predict, kind = (lambda x: model.predict_on_batch(x)), "keras"
+    split = split or data_lib.default_eval_split(dataset, data_dir)
+    data = data_lib.load_split(
+        dataset,
+        split,
+        training=False,
+        batch_size=batch_size,
+        data_dir=data_dir,
+        image_size=input_shape[0],
+        download=download,
+    )
+    if data.input_shape != input_shape:
+        raise ConfigError(
+            f"{path} expects inputs {input_shape}, but {dataset} gives {data.input_shape}."
+        )
+    images = data.dataset.unbatch().take(max_examples) if max_examples else data.dataset
+    if max_examples:
+        images = images.batch(batch_size)
+    seen = top1 = top5 = 0
+    for x, y in images.as_numpy_iterator():
+        hits1, hits5 = _topk_hits(np.asarray(predict(x)), y)
+        seen, top1, top5 = seen + len(y), top1 + hits1, top5 + hits5
+    return {
+        "model": path,
+        "format": kind,
+        "dataset": dataset,
+        "split": split,
+        "examples": seen,
+        "top1": top1 / max(seen, 1),
+        "top5": top5 / max(seen, 1),
+    }

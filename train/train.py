@@ -23,6 +23,7 @@ flags.DEFINE_string("model", None, "Zoo model name, e.g. el_resnet26 (default el
 flags.DEFINE_string("recipe", None, "A zoo/ recipe name; explicit flags override its values.")
 flags.DEFINE_string("dataset", "fashion_mnist", "fashion_mnist, imagenet2012 or a TFDS dataset.")
 flags.DEFINE_string("data_dir", None, "Fashion-MNIST IDX directory or TFDS data directory.")
+flags.DEFINE_bool("download", True, "Let TFDS download a missing dataset (--nodownload: never).")
 flags.DEFINE_string("train_split", "train", "Training split.")
 flags.DEFINE_string("eval_split", None, "Evaluation split (default: validation or test).")
 flags.DEFINE_integer("image_size", None, "Input side (default: native small / 224 large).")
@@ -40,7 +41,7 @@ flags.DEFINE_string("tpu", None, "TPU name or address for --strategy tpu.")
 flags.DEFINE_integer("logical_cpus", 0, "--strategy mirrored without GPU: CPU devices to use.")
 flags.DEFINE_integer("steps_per_epoch", None, "Steps per epoch (default: one pass).")
 flags.DEFINE_integer("validation_steps", None, "Validation batches (default: whole split).")
-flags.DEFINE_integer("backup_steps", 0, "Also back up every N steps (0: each epoch only).")
+flags.DEFINE_integer("backup_steps", 0, "Back up every N steps (0: at each epoch end).")
 flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
 flags.DEFINE_integer("verbose", 1, "Keras verbosity: 1 progress bar, 2 one line per epoch.")
 flags.DEFINE_bool("overwrite", False, "Train again in an --output_dir with a finished run.")
@@ -53,7 +54,7 @@ _RECIPE_FLAGS += ("width", "image_size")
 
 def _overrides() -> dict:
     names = [
-        "output_dir", "dataset", "data_dir", "train_split", "eval_split", "image_size",
+        "output_dir", "dataset", "data_dir", "download", "train_split", "eval_split", "image_size",
         "epochs", "batch_size", "learning_rate", "lr_schedule", "lr_decay_factor", "width",
         "seed", "steps_per_epoch", "validation_steps", "backup_steps", "jit_compile",
         "verbose", "overwrite",
