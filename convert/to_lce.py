@@ -92,7 +92,14 @@ def convert(model_path: Path) -> int:
         print(check.summary() + (f" (dataset {FLAGS.dataset})" if FLAGS.dataset else ""))
         result["verification"] = {**vars(check), "passed": check.passed}
         if not check.passed:
-            raise lce.DeploymentError(f"Keras and LCE disagree: {check.summary()}")
+            hint = ""
+            if lce.untrained_batchnorms(model):
+                hint = (
+                    " (its BatchNorms have their initial statistics: an untrained BNN's"
+                    " activations cancel to ~0, where signs are a coin toss; convert a trained"
+                    " model)"
+                )
+            raise lce.DeploymentError(f"Keras and LCE disagree: {check.summary()}{hint}")
 
     written = lce.write_atomic(output, flatbuffer)
     size = result["size"]

@@ -62,6 +62,7 @@ __all__ = [
     "parse_benchmark_output",
     "random_inputs",
     "size_report",
+    "untrained_batchnorms",
     "verify",
     "write_atomic",
 ]
@@ -771,6 +772,27 @@ def dataset_inputs(
             f"expects {shape}"
         )
     return images[:samples].astype(np.float32)
+
+
+def untrained_batchnorms(model: tf.keras.Model) -> list[str]:
+    """BatchNorm layers still at their initial statistics (moving mean 0, variance 1).
+
+    In an untrained BNN every bconv output is an integer, and with identity BatchNorms
+    sums of them cancel to within float rounding of zero, where Keras and LCE may pick
+    different signs. Such a model is no test of the conversion: verify a trained one.
+
+    # Example
+        ```python
+        if untrained_batchnorms(model): print("train or load weights first")
+        ```
+    """
+    names = []
+    for layer in _walk_layers(model):
+        if isinstance(layer, tf.keras.layers.BatchNormalization):
+            mean, variance = layer.moving_mean.numpy(), layer.moving_variance.numpy()
+            if not mean.any() and np.all(variance == 1):
+                names.append(layer.name)
+    return names
 
 
 def verify(

@@ -1,0 +1,112 @@
+"""Latency of LCE `.tflite` models: on this host, or on an ARM device with lce_benchmark_model.
+
+Host (LCE's Python interpreter; relative numbers, x86 runs no ARM kernels):
+
+    python convert/benchmark.py a.tflite [b.tflite ...] [--num_threads=1] [--num_runs=50]
+        [--warmup_runs=5] [--kernel=indirect_bgemm|optimized|reference] [--json=out.json]
+
+Device (LCE's `lce_benchmark_model` binary from an LCE release):
+
+    python convert/benchmark.py m.tflite --device=local --binary=./lce_benchmark_model
+    python convert/benchmark.py m.tflite --device=adb --binary=lce_benchmark_model_android_arm64
+    python convert/benchmark.py m.tflite --device=ssh --host=pi@raspberrypi.local \
+        --binary=lce_benchmark_model_aarch64 --remote_dir=/tmp
+
+Both print the same table (median, mean, min, max in ms) and write the same JSON.
+`--dry_run` prints the device commands without running them. See docs/deployment.md.
+"""
+
+import dataclasses
+import os
+import shlex
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # quiet TensorFlow's C++ logging
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+
+from absl import app, flags  # noqa: E402
+
+from el_larq import lce  # noqa: E402  (el_larq before TensorFlow: selects Keras 2)
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("device", "host", ["host", *lce.DEVICE_MODES], "Where to run.")
+flags.DEFINE_integer("num_threads", 1, "Threads.", lower_bound=1)
+flags.DEFINE_integer("num_runs", 50, "Timed runs per model.", lower_bound=1)
+flags.DEFINE_integer("warmup_runs", 5, "Untimed runs per model first (host).", lower_bound=0)
+flags.DEFINE_enum("kernel", "indirect_bgemm", list(lce.KERNELS), "Host binary conv kernel.")
+flags.DEFINE_bool("xnnpack", False, "Host: run float ops through TFLite's XNNPACK delegate.")
+flags.DEFINE_string("binary", "lce_benchmark_model", "Device: path of lce_benchmark_model.")
+flags.DEFINE_string("host", None, "Device ssh: destination, e.g. pi@raspberrypi.local.")
+flags.DEFINE_string("serial", None, "Device adb: device serial (adb -s).")
+flags.DEFINE_string("remote_dir", "/data/local/tmp", "Device adb/ssh: directory on the device.")
+flags.DEFINE_bool("dry_run", False, "Device: print the commands, run nothing.")
+flags.DEFINE_string("json", None, "Also write the results as JSON to this path.")
+
+
+def _host(paths: list[Path]) -> list[lce.Latency]:
+    flatbuffers = {path.stem: path.read_bytes() for path in paths}
+    results = lce.host_latency(
+        flatbuffers,
+        num_runs=FLAGS.num_runs,
+        warmup_runs=FLAGS.warmup_runs,
+        num_threads=FLAGS.num_threads,
+        kernel=FLAGS.kernel,
+        xnnpack=FLAGS.xnnpack,
+    )
+    return list(results.values())
+
+
+def _device(paths: list[Path]) -> list[lce.Latency]:
+    rows = []
+    for path in paths:
+        commands = lce.device_commands(
+            str(path),
+            mode=FLAGS.device,
+            binary=FLAGS.binary,
+            num_threads=FLAGS.num_threads,
+            num_runs=FLAGS.num_runs,
+            host=FLAGS.host,
+            serial=FLAGS.serial,
+            remote_dir=FLAGS.remote_dir,
+        )
+        if FLAGS.dry_run:
+            print("\n".join(shlex.join(argv) for argv in commands))
+            continue
+        timings = lce.run_device_benchmark(commands)
+        where = f"device ({FLAGS.device}{' ' + FLAGS.host if FLAGS.host else ''})"
+        rows.append(
+            lce.device_latency(path.stem, timings, where=where, num_threads=FLAGS.num_threads)
+        )
+    return rows
+
+
+def benchmark(paths: list[Path]) -> int:
+    for path in paths:
+        if not path.is_file():
+            raise lce.DeploymentError(f"{path}: no such file")
+    if FLAGS.json:
+        lce.check_writable(FLAGS.json)
+    rows = _host(paths) if FLAGS.device == "host" else _device(paths)
+    if not rows:  # dry run
+        return 0
+    print(lce.LATENCY_HEADER)
+    print("\n".join(row.row() for row in rows))
+    if FLAGS.json:
+        payload = [dataclasses.asdict(row) for row in rows]
+        lce.write_atomic(FLAGS.json, (lce.json_dumps(payload) + "\n").encode())
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 2:
+        raise app.UsageError("expected one or more .tflite paths")
+    try:
+        return benchmark([Path(arg) for arg in argv[1:]])
+    except lce.DeploymentError as error:
+        print(f"benchmark: error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    app.run(main)
