@@ -1,0 +1,167 @@
+"""train/train.py and train/evaluate.py as real subprocesses: tiny runs, resume, bad input."""
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import tensorflow as tf
+from test_data import make_idx_dataset
+
+from el_larq import lce
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN = str(ROOT / "train" / "train.py")
+EVALUATE = str(ROOT / "train" / "evaluate.py")
+CONVERT = str(ROOT / "convert" / "to_lce.py")
+TINY = ["--width", "0.125", "--batch_size", "8", "--validation_steps", "1", "--verbose", "2"]
+OUTPUTS = [
+    "model.h5",
+    "checkpoints/last.h5",
+    "checkpoints/best.h5",
+    "logs/train",
+    "logs/validation",
+    "metrics.csv",
+    "metrics.json",
+    "gamma_report.json",
+    "gamma_report.png",
+    "command.txt",
+    "config.json",
+]
+
+
+def run(args, timeout=300, **kwargs):
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT, **kwargs
+    )
+
+
+def check_outputs(out: Path):
+    missing = [name for name in OUTPUTS if not (out / name).exists()]
+    assert not missing, f"missing outputs: {missing}"
+    assert not (out / "backup").exists()  # removed once model.h5 is written
+    assert list((out / "logs" / "train").glob("events.out.tfevents.*"))
+    report = json.loads((out / "gamma_report.json").read_text())
+    assert report and {"layer", "kind", "initial", "value"} <= set(report[0])
+
+
+@pytest.fixture(scope="module")
+def idx_dir(tmp_path_factory):
+    return make_idx_dataset(tmp_path_factory.mktemp("fashion"), train=64, test=16)
+
+
+def test_idx_run_resumes_after_kill_converts_and_evaluates(idx_dir, tmp_path):
+    out = tmp_path / "run"
+    command = [TRAIN, "--model", "el_resnet26", "--epochs", "2", "--steps_per_epoch", "6"]
+    command += ["--backup_steps", "2", "--data_dir", idx_dir, "--output_dir", str(out), *TINY]
+    first = subprocess.Popen(
+        [sys.executable, *command], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    metrics = out / "metrics.json"
+    deadline = time.time() + 240
+    try:  # kill -9 as soon as epoch 1 is logged, i.e. in epoch 2
+        while first.poll() is None and time.time() < deadline:
+            if metrics.exists() and json.loads(metrics.read_text()):
+                break
+            time.sleep(0.05)
+    finally:
+        first.kill()
+        first.communicate()
+    assert first.returncode == -9, "the run ended before it could be killed"
+    assert not (out / "model.h5").exists() and (out / "backup").exists()
+
+    second = run(command)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "resuming from the backup" in second.stdout
+    assert "Epoch 2/2" in second.stdout and "Epoch 1/2" not in second.stdout
+    assert [row["epoch"] for row in json.loads(metrics.read_text())] == [1, 2]
+    check_outputs(out)
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"] == "el_resnet26" and config["data_source"] == f"idx:{idx_dir}"
+    assert (out / "command.txt").read_text().strip().endswith(" ".join(command[1:]))
+
+    model = tf.keras.models.load_model(out / "model.h5")  # plain Keras, after import el_larq
+    assert model.output_shape == (None, 10)
+    tflite = out / "model.tflite"
+    converted = run([CONVERT, str(out / "model.h5"), "-o", str(tflite), "--no-verify"])
+    assert converted.returncode == 0, converted.stderr[-3000:]
+    assert "LceBconv2d" in lce.op_counts(tflite.read_bytes())
+    evaluated = run([EVALUATE, "--model", str(out / "model.h5"), "--model", str(tflite)]
+                    + ["--data_dir", idx_dir, "--json", str(out / "eval.json")])  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    keras, lite = json.loads((out / "eval.json").read_text())
+    assert (keras["format"], lite["format"]) == ("keras", "lce")
+    assert keras["examples"] == lite["examples"] == 16
+    assert abs(keras["top1"] - lite["top1"]) <= 2 / 16  # binary nets: a sign may flip
+
+
+MOCK_IMAGENET = """
+import sys, runpy
+import el_larq
+import tensorflow_datasets as tfds
+sys.argv = sys.argv[1:]
+with tfds.testing.mock_data(num_examples=10):
+    runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_imagenet2012_mock_run_with_recipe(tmp_path):
+    out = tmp_path / "imagenet"
+    args = ["-c", MOCK_IMAGENET, TRAIN, "--recipe", "el_resnet26", "--dataset", "imagenet2012"]
+    args += ["--image_size", "32", "--epochs", "1", "--output_dir", str(out), *TINY]
+    result = run(args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    check_outputs(out)
+    config = json.loads((out / "config.json").read_text())
+    assert config["recipe"] == "el_resnet26" and config["input_shape"] == [32, 32, 3]
+    assert config["num_classes"] == 1000 and config["batch_size"] == 8  # flag beats recipe
+    assert config["learning_rate"] == 1e-3  # from the recipe
+    model = lce.load_model(out / "model.h5")
+    flatbuffer, _ = lce.convert(model)
+    assert lce.op_counts(flatbuffer)["LceBconv2d"] > 0
+
+
+def _bad(tmp_path, idx_dir, *args):
+    out = tmp_path / "out"
+    base = [TRAIN, "--epochs", "1", "--data_dir", idx_dir, "--nodownload", *TINY]
+    if "--output_dir" not in args:
+        base += ["--output_dir", str(out)]
+    result = run([*base, *args], timeout=120)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert not list(tmp_path.rglob("model.h5"))
+    return result.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--model", "el_resnet27"], "unknown model 'el_resnet27'; valid: binary_mobilenet, "),
+        (["--recipe", "el_resnet27"], "el_resnet26"),
+        (["--dataset", "cifar1O"], "unknown dataset 'cifar1O'. Did you mean cifar10"),
+        (["--strategy", "mirrored", "--logical_cpus", "2", "--batch_size", "7"], "multiple of"),
+    ],
+)
+def test_bad_input_exits_with_one_clear_line(tmp_path, idx_dir, args, expected):
+    line = _bad(tmp_path, idx_dir, *args)
+    assert line.startswith("train.py: error: ") and expected in line
+
+
+def test_missing_data_says_how_to_get_it(tmp_path):
+    line = _bad(tmp_path, str(tmp_path / "nowhere"))
+    assert "Fashion-MNIST not found" in line and "apt-get install dataset-fashion-mnist" in line
+
+
+def test_output_dir_not_writable(tmp_path, idx_dir):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    line = _bad(tmp_path, idx_dir, "--output_dir", str(blocker / "run"))
+    assert line.startswith("train.py: error: cannot write to --output_dir")
+
+
+def test_evaluate_missing_model(tmp_path):
+    result = run([EVALUATE, "--model", str(tmp_path / "none.h5")], timeout=120)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].endswith("none.h5 does not exist.")
