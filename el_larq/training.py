@@ -86,6 +86,7 @@ class TrainConfig:
             of `epochs`), `cosine` or `constant`.
         width: Channel multiplier of the model.
         seed: Seed for weights, shuffling and augmentation.
+        strategy: Name of the strategy (`el_larq.distribute.STRATEGIES`), recorded.
         steps_per_epoch: Steps per epoch; None: one pass over the training split.
         validation_steps: Validation batches per epoch; None: the whole split.
         backup_steps: Back up every that many steps instead of at every epoch end
@@ -114,6 +115,7 @@ class TrainConfig:
     lr_decay_factor: float = 0.1
     width: float = 1.0
     seed: int = 0
+    strategy: str = "default"
     steps_per_epoch: int | None = None
     validation_steps: int | None = None
     backup_steps: int = 0
@@ -522,7 +524,7 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
         record = {
             **dataclasses.asdict(config),
             "eval_split": eval_name,
-            "strategy": type(strategy).__name__,
+            "strategy_class": type(strategy).__name__,
             "replicas": strategy.num_replicas_in_sync,
             "steps_per_epoch": steps,
             "train_examples": train_split.num_examples,

@@ -36,7 +36,7 @@ flags.mark_flag_as_required("model")
 def main(argv):
     del argv
     if not FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
+        logging.set_verbosity(logging.ERROR)  # TF/TFDS Python INFO and warnings: noise here
     results = []
     try:
         for path in FLAGS.model:

@@ -56,7 +56,7 @@ def _overrides() -> dict:
     names = [
         "output_dir", "dataset", "data_dir", "download", "train_split", "eval_split", "image_size",
         "epochs", "batch_size", "learning_rate", "lr_schedule", "lr_decay_factor", "width",
-        "seed", "steps_per_epoch", "validation_steps", "backup_steps", "jit_compile",
+        "seed", "strategy", "steps_per_epoch", "validation_steps", "backup_steps", "jit_compile",
         "verbose", "overwrite",
     ]  # fmt: skip
     values = {name: FLAGS[name].value for name in names}
@@ -72,7 +72,7 @@ def _overrides() -> dict:
 def main(argv):
     del argv
     if not FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)  # TF's Python INFO lines are noise here
+        logging.set_verbosity(logging.ERROR)  # TF/TFDS Python INFO and warnings: noise here
     try:
         # The strategy comes first: multi-worker and logical CPUs must precede other TF work.
         strategy = distribute.make_strategy(
