@@ -1,0 +1,200 @@
+"""convert/to_lce.py as a user runs it: real subprocesses, real converter and interpreter."""
+
+import concurrent.futures
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from el_larq.layers import BinaryConv2D, el_conv
+
+SCRIPT = Path(__file__).resolve().parents[1] / "convert" / "to_lce.py"
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def run(*args, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+    )
+
+
+def last_line(text: str) -> str:
+    return text.strip().splitlines()[-1]
+
+
+def _trained_like(model: tf.keras.Model) -> tf.keras.Model:
+    """Non-trivial BatchNorm statistics, as after training (see test_lce.trained_like)."""
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        if isinstance(layer, tf.keras.layers.BatchNormalization):
+            shape = layer.moving_mean.shape
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 1.5, shape),
+                    rng.normal(0, 0.5, shape),
+                    rng.normal(0, 1, shape),
+                    rng.uniform(0.5, 2, shape),
+                ]
+            )
+    return model
+
+
+def _model(input_shape=(16, 16, 3), *, grouped=False, binary=True) -> tf.keras.Model:
+    inputs = tf.keras.Input(input_shape)
+    x = tf.keras.layers.Conv2D(32, 3, padding="same", use_bias=False, name="stem")(inputs)
+    x = el_conv(x, 16, 1, binary=binary, name="reduce")
+    x = el_conv(x, 16, 3, strides=2, binary=binary, name="spatial")
+    if grouped:  # 8 input channels per group: LCE keeps it a float CONV_2D
+        x = BinaryConv2D(16, 3, groups=2, name="grouped")(x)
+    x = el_conv(x, 64, 1, binary=binary, name="expand")
+    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    outputs = tf.keras.layers.Dense(10, name="classifier")(x)
+    return _trained_like(tf.keras.Model(inputs, outputs))
+
+
+def files(directory: Path) -> list[str]:
+    return sorted(os.listdir(directory))
+
+
+def _inputs(root: Path) -> dict[str, Path]:
+    paths = {
+        "el": root / "el.h5",
+        "grouped": root / "grouped.h5",
+        "float": root / "float.h5",
+        "fashion": root / "fashion_saved_model",
+    }
+    _model().save(paths["el"])
+    _model(grouped=True).save(paths["grouped"])
+    _model(binary=False).save(paths["float"])
+    _model((28, 28, 1)).save(paths["fashion"], save_format="tf")
+    return paths
+
+
+def _cases(models: dict[str, Path], out: Path) -> dict[str, list]:
+    for name in ("grouped", "fashion", "strict", "float", "mismatch", "bad", "unwritable"):
+        (out / name).mkdir()
+    (out / "unwritable" / "a_file").write_text("")
+    bad = out / "bad" / "model.h5"
+    bad.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 64)  # an HDF5 signature and no body
+    return {
+        "grouped": [models["grouped"], "-o", out / "grouped" / "g.tflite"]
+        + ["--json", out / "grouped" / "r.json", "--samples", 8],
+        "fashion": [models["fashion"], "-o", out / "fashion" / "f.tflite"]
+        + ["--target", "xcore", "--dataset", "fashion_mnist"],
+        "strict": [models["grouped"], "-o", out / "strict" / "g.tflite", "--strict"],
+        "float": [models["float"], "-o", out / "float" / "f.tflite", "--no-verify"],
+        # A zero tolerance: float32 summation order alone makes Keras and LCE differ.
+        "mismatch": [models["el"], "-o", out / "mismatch" / "el.tflite"]
+        + ["--rtol=0", "--min_top1=1"],
+        "missing": [out / "bad" / "missing.h5"],
+        "corrupt-h5": [bad],
+        "unwritable": [models["el"], "-o", out / "unwritable" / "a_file" / "out.tflite"],
+    }
+
+
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory):
+    """Every CLI run of this file, two at a time (each spends seconds importing TensorFlow).
+
+    Loading errors that need no conversion (not a model, unknown layer class, Lambda,
+    weights-only file, ...) have the same CLI path and are tested in-process in
+    test_lce.py.
+    """
+    models = _inputs(tmp_path_factory.mktemp("models"))
+    out = tmp_path_factory.mktemp("out")
+    cases = _cases(models, out)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {name: pool.submit(run, *args) for name, args in cases.items()}
+        results = {name: future.result() for name, future in futures.items()}
+    return results, out
+
+
+# ---------------------------------------------------------------- success
+def test_h5_converts_with_census_fallback_warning_verification_size_and_json(cli):
+    results, out = cli
+    result, tflite = results["grouped"], out / "grouped" / "g.tflite"
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "binarized standard convs accelerated (LceBconv2d): 3/4" in result.stdout
+    # A fallback is a warning by default (an error with --strict, below).
+    assert "NOT accelerated: grouped became CONV_2D (float)" in result.stdout
+    assert "warning: binarized conv(s) not accelerated by LCE" in result.stderr
+    assert "float layers kept on purpose: stem (CONV_2D), classifier (FULLY_CONNECTED)" in (
+        result.stdout
+    )
+    assert "verification on 8 inputs" in result.stdout and ": PASS" in result.stdout
+    assert f"wrote {tflite} ({tflite.stat().st_size} bytes" in result.stdout
+    assert "size: flatbuffer" in result.stdout and "float32 weights" in result.stdout
+    data = json.loads((out / "grouped" / "r.json").read_text())
+    assert data["verification"]["passed"] and data["verification"]["top1_agreement"] == 1.0
+    assert data["census"]["ops"]["LceBconv2d"] == 3
+    assert data["census"]["fallback"] == [["grouped", "CONV_2D"]]
+    assert data["size"]["flatbuffer_bytes"] == tflite.stat().st_size
+    assert files(out / "grouped") == ["g.tflite", "r.json"]
+
+
+@pytest.mark.skipif(not FASHION_MNIST.is_dir(), reason="Debian's dataset-fashion-mnist missing")
+def test_saved_model_verified_on_real_dataset_images(cli):
+    results, out = cli
+    result = results["fashion"]
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "verification on 16 inputs" in result.stdout
+    assert "(dataset fashion_mnist)" in result.stdout
+    assert "binarized standard convs accelerated (LceBconv2d): 3/3" in result.stdout
+    assert "warning" not in result.stderr
+    assert files(out / "fashion") == ["f.tflite"]
+
+
+# ---------------------------------------------------------------- census
+def test_strict_fails_when_a_binary_layer_fell_back_to_float(cli):
+    results, out = cli
+    result = results["strict"]
+    assert result.returncode == 1
+    assert last_line(result.stderr) == (
+        "to_lce: error: binarized conv(s) not accelerated by LCE: grouped (CONV_2D)"
+    )
+    assert files(out / "strict") == []
+
+
+def test_model_without_binarized_layers_warns_nothing_to_accelerate(cli):
+    results, out = cli
+    result = results["float"]
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "no binarized layer: nothing for LCE to accelerate" in result.stderr
+    assert files(out / "float") == ["f.tflite"]
+
+
+# ---------------------------------------------------------------- bad input
+def test_verification_failure_exits_non_zero_and_writes_nothing(cli):
+    results, out = cli
+    result = results["mismatch"]
+    assert result.returncode == 1
+    assert last_line(result.stderr).startswith("to_lce: error: Keras and LCE disagree:")
+    assert files(out / "mismatch") == []
+
+
+@pytest.mark.parametrize(
+    "case, reason",
+    [
+        ("missing", "missing.h5: no such file or directory"),
+        ("corrupt-h5", "model.h5 is not a readable HDF5 file (corrupt or truncated?)"),
+        ("unwritable", "a_file is not a directory"),
+    ],
+)
+def test_bad_input_is_one_clear_line_non_zero_exit_and_leaves_nothing(cli, case, reason):
+    results, out = cli
+    result = results[case]
+    assert result.returncode == 1
+    assert last_line(result.stderr).startswith("to_lce: error: ")
+    assert reason in last_line(result.stderr)
+    assert "Traceback" not in result.stderr
+    assert files(out / "bad") == ["model.h5"]
+    assert files(out / "unwritable") == ["a_file"]

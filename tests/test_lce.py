@@ -1,0 +1,251 @@
+"""el_larq.lce against the real converter and LCE interpreter: census, verification, loading."""
+
+import os
+
+import h5py
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from el_larq import lce
+from el_larq.layers import BinaryConv2D, el_conv
+from el_larq.zoo import get_model
+
+RNG = np.random.default_rng(0)
+
+
+def trained_like(model: tf.keras.Model, seed: int = 0) -> tf.keras.Model:
+    """Give every BatchNorm non-trivial statistics, as training would.
+
+    At their initial statistics the integer bconv outputs of a BNN cancel to within
+    rounding of zero, where Keras and LCE may binarize differently (see
+    `lce.untrained_batchnorms`); a trained model has no such ties.
+    """
+    rng = np.random.default_rng(seed)
+    for layer in lce._walk_layers(model):
+        if isinstance(layer, tf.keras.layers.BatchNormalization):
+            shape = layer.moving_mean.shape
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 1.5, shape),
+                    rng.normal(0, 0.5, shape),
+                    rng.normal(0, 1, shape),
+                    rng.uniform(0.5, 2, shape),
+                ]
+            )
+    return model
+
+
+def mixed_model() -> tf.keras.Model:
+    """Every kind of conv the census tells apart, at 16 px."""
+    inputs = tf.keras.Input((16, 16, 3))
+    x = tf.keras.layers.Conv2D(64, 3, padding="same", use_bias=False, name="stem")(inputs)
+    x = el_conv(x, 16, 1, activation_scaling=True, name="reduce")  # Squeeze + K
+    x = el_conv(x, 16, 3, strides=2, name="spatial")  # Identity
+    # 16 input channels per group (< 32): LCE cannot make this an LceBconv2d.
+    x = BinaryConv2D(32, 3, groups=2, name="grouped")(x)
+    x = el_conv(x, 64, 1, name="expand")  # Expand
+    x = el_conv(x, None, 3, depthwise=True, activation="relu", name="dw")
+    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    outputs = tf.keras.layers.Dense(10, name="classifier")(x)
+    return trained_like(tf.keras.Model(inputs, outputs))
+
+
+@pytest.fixture(scope="module")
+def mixed():
+    model = mixed_model()
+    flatbuffer, messages = lce.convert(model)
+    return model, flatbuffer, messages
+
+
+# ---------------------------------------------------------------- census
+def test_census_names_the_grouped_binary_conv_that_fell_back_to_float(mixed):
+    model, flatbuffer, messages = mixed
+    report = lce.census(model, flatbuffer, messages)
+    assert report.fallback == [("grouped", "CONV_2D")]
+    assert sorted(report.accelerated) == ["expand_conv", "reduce_conv", "spatial_conv"]
+    assert report.ops["LceBconv2d"] == 3
+    # LCE says why on stderr while still emitting the float conv; we keep its words.
+    assert any("grouped convolution" in message for message in report.converter_messages)
+    assert "NOT accelerated: grouped became CONV_2D" in lce.format_census(report)
+
+
+def test_census_reports_float_and_binary_depthwise_layers_separately(mixed):
+    model, flatbuffer, _ = mixed
+    report = lce.census(model, flatbuffer)
+    assert report.float_kept == [("stem", "CONV_2D"), ("classifier", "FULLY_CONNECTED")]
+    assert report.binary_not_accelerated == [("dw_conv", "DEPTHWISE_CONV_2D")]
+    assert report.has_binary
+
+
+def test_census_of_a_float_model_finds_nothing_binary():
+    inputs = tf.keras.Input((8, 8, 3))
+    x = el_conv(inputs, 16, 3, binary=False, name="a")
+    x = tf.keras.layers.DepthwiseConv2D(3, padding="same", name="dw")(x)
+    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    model = tf.keras.Model(inputs, tf.keras.layers.Dense(4, name="classifier")(x))
+    flatbuffer, _ = lce.convert(model)
+    report = lce.census(model, flatbuffer)
+    assert not report.has_binary and not report.fallback and not report.accelerated
+    assert report.float_kept == [
+        ("a_conv", "CONV_2D"),
+        ("dw", "DEPTHWISE_CONV_2D"),
+        ("classifier", "FULLY_CONNECTED"),
+    ]
+
+
+@pytest.mark.parametrize("name", ["el_resnet26", "el_mobilenet"])
+def test_zoo_model_converts_with_census_and_verification_passing(name):
+    model = trained_like(get_model(name, input_shape=(16, 16, 3), num_classes=10, width=0.25))
+    flatbuffer, messages = lce.convert(model)
+    report = lce.census(model, flatbuffer, messages)
+    binary = [layer for layer in lce._walk_layers(model) if lce.layer_kind(layer) == "binary"]
+    assert not report.fallback
+    assert sorted(report.accelerated) == sorted(layer.name for layer in binary)
+    assert report.ops["LceBconv2d"] == len(binary) > 0
+    assert "?" not in dict(report.float_kept + report.binary_not_accelerated).values()
+    check = lce.verify(model, flatbuffer, lce.random_inputs(model, 8))
+    assert check.passed, check.summary()
+    assert check.top1_agreement == 1.0
+
+
+# ---------------------------------------------------------------- verification
+def test_verification_passes_for_the_model_and_fails_for_another(mixed):
+    model, flatbuffer, _ = mixed
+    x = lce.random_inputs(model, 8)
+    check = lce.verify(model, flatbuffer, x)
+    assert check.passed, check.summary()
+    assert check.samples == 8 and check.max_abs < 1e-3 * check.scale
+    # Same architecture, other weights: the flatbuffer no longer matches the model.
+    other = mixed_model()
+    other.set_weights([w + RNG.normal(0, 0.5, w.shape) for w in other.get_weights()])
+    mismatch = lce.verify(other, flatbuffer, x)
+    assert not mismatch.passed
+    assert "FAIL" in mismatch.summary()
+
+
+def test_untrained_batchnorms_are_detected():
+    inputs = tf.keras.Input((8, 8, 32))
+    model = tf.keras.Model(inputs, el_conv(inputs, 32, 3, name="a"))
+    assert lce.untrained_batchnorms(model) == ["a_bn"]
+    assert lce.untrained_batchnorms(trained_like(model)) == []
+
+
+def test_size_report_compares_with_float32_weights(mixed):
+    model, flatbuffer, _ = mixed
+    size = lce.size_report(model, flatbuffer)
+    assert size["flatbuffer_bytes"] == len(flatbuffer)
+    assert size["float32_bytes"] == 4 * model.count_params()
+    assert size["ratio"] == pytest.approx(size["float32_bytes"] / len(flatbuffer))
+
+
+def test_model_flops_counts_binary_macs_at_one_64th(mixed):
+    model, _, _ = mixed
+    flops = lce.model_flops(model)
+    assert flops["binary_macs"] > 0 and flops["float_macs"] > 0
+    expected = flops["float_macs"] + flops["binary_macs"] / 64 + flops["el_ops"]
+    assert flops["flops"] == pytest.approx(expected)
+    # reduce (Squeeze, 16x16x16) and expand (8x8x64): 1/gamma MUL + ADD; spatial
+    # (Identity, 8x8x16): ADD only; dw (Identity, 8x8x64): ADD only.
+    assert flops["el_ops"] == 2 * 16 * 16 * 16 + 2 * 8 * 8 * 64 + 8 * 8 * 16 + 8 * 8 * 64
+
+
+# ---------------------------------------------------------------- atomic write
+class _FailsMidWrite(bytes):
+    """Bytes whose second chunk cannot be read: the write dies half way."""
+
+    def __getitem__(self, key):
+        if isinstance(key, slice) and key.start:
+            raise OSError("disk unplugged")
+        return super().__getitem__(key)
+
+
+def test_atomic_write_failing_mid_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    target = tmp_path / "model.tflite"
+    target.write_bytes(b"old model")
+    with pytest.raises(OSError, match="disk unplugged"):
+        lce.write_atomic(target, _FailsMidWrite(b"x" * 100), chunk_size=10)
+    assert target.read_bytes() == b"old model"
+    assert os.listdir(tmp_path) == ["model.tflite"]
+
+
+def test_atomic_write_writes_everything(tmp_path):
+    target = tmp_path / "model.tflite"
+    data = RNG.bytes(1000)
+    assert lce.write_atomic(target, data, chunk_size=64) == 1000
+    assert target.read_bytes() == data
+    assert os.listdir(tmp_path) == ["model.tflite"]
+
+
+def test_atomic_write_into_a_missing_directory_is_a_clear_error(tmp_path):
+    with pytest.raises(lce.DeploymentError, match="cannot write"):
+        lce.write_atomic(tmp_path / "missing" / "model.tflite", b"x")
+    with pytest.raises(lce.DeploymentError, match="not a directory"):
+        lce.check_writable(tmp_path / "missing" / "model.tflite")
+
+
+# ---------------------------------------------------------------- loading
+def _small_model():
+    inputs = tf.keras.Input((8, 8, 32))
+    return tf.keras.Model(inputs, el_conv(inputs, 32, 3, name="a"))
+
+
+def test_lambda_model_is_refused_before_its_code_runs(tmp_path):
+    marker = tmp_path / "code-ran"
+
+    def side_effect(x, marker=str(marker)):
+        open(marker, "w").close()  # proves that the stored code ran
+        return x
+
+    inputs = tf.keras.Input((8, 8, 32))
+    x = tf.keras.layers.Lambda(side_effect, name="evil")(inputs)
+    tf.keras.Model(inputs, el_conv(x, 32, 3, name="a")).save(tmp_path / "lambda.h5")
+    marker.unlink()
+    with pytest.raises(lce.DeploymentError, match=r"Lambda layer\(s\) evil.*--allow_unsafe"):
+        lce.load_model(tmp_path / "lambda.h5")
+    assert not marker.exists()
+    assert isinstance(lce.load_model(tmp_path / "lambda.h5", allow_unsafe=True), tf.keras.Model)
+
+
+def test_lambda_in_a_saved_model_is_refused(tmp_path):
+    inputs = tf.keras.Input((8, 8, 32))
+    x = tf.keras.layers.Lambda(lambda t: t * 2, name="doubler")(inputs)
+    tf.keras.Model(inputs, x).save(tmp_path / "sm", save_format="tf")
+    with pytest.raises(lce.DeploymentError, match="doubler"):
+        lce.load_model(tmp_path / "sm")
+
+
+class Unregistered(tf.keras.layers.Layer):
+    def call(self, x):
+        return x
+
+
+def test_unknown_layer_class_lists_the_registered_ones(tmp_path):
+    inputs = tf.keras.Input((8, 8, 32))
+    tf.keras.Model(inputs, Unregistered()(inputs)).save(tmp_path / "custom.h5")
+    with pytest.raises(lce.DeploymentError, match="unknown layer class 'Unregistered'") as error:
+        lce.load_model(tmp_path / "custom.h5")
+    assert "BinaryConv2D" in str(error.value) and "ElasticLink" in str(error.value)
+
+
+def test_bad_model_files_give_one_line_reasons(tmp_path):
+    _small_model().save(tmp_path / "good.h5")
+    _small_model().save_weights(tmp_path / "weights.h5")
+    data = (tmp_path / "good.h5").read_bytes()
+    (tmp_path / "corrupt.h5").write_bytes(data[: len(data) // 2])
+    (tmp_path / "notes.txt").write_text("not a model")
+    (tmp_path / "empty_dir").mkdir()
+    cases = {
+        "missing.h5": "no such file",
+        "corrupt.h5": "not a readable HDF5 file",
+        "weights.h5": "no Keras model config",
+        "notes.txt": "not a Keras model",
+        "empty_dir": "not a SavedModel",
+    }
+    for name, reason in cases.items():
+        with pytest.raises(lce.DeploymentError, match=reason) as error:
+            lce.load_model(tmp_path / name)
+        assert "\n" not in str(error.value)
+    with h5py.File(tmp_path / "good.h5") as f:
+        assert "model_config" in f.attrs
+    assert lce.load_model(tmp_path / "good.h5").count_params() > 0
