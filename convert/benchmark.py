@@ -44,8 +44,22 @@ flags.DEFINE_bool("dry_run", False, "Device: print the commands, run nothing.")
 flags.DEFINE_string("json", None, "Also write the results as JSON to this path.")
 
 
+def _labels(paths: list[Path]) -> list[str]:
+    # File stems name the rows; a file given twice (or two a.tflite) gets "#2", "#3", ...
+    labels = []
+    for path in paths:
+        label, n = path.stem, 1
+        while label in labels:
+            n += 1
+            label = f"{path.stem}#{n}"
+        labels.append(label)
+    return labels
+
+
 def _host(paths: list[Path]) -> list[lce.Latency]:
-    flatbuffers = {path.stem: path.read_bytes() for path in paths}
+    flatbuffers = {
+        label: path.read_bytes() for label, path in zip(_labels(paths), paths, strict=True)
+    }
     results = lce.host_latency(
         flatbuffers,
         num_runs=FLAGS.num_runs,
@@ -59,7 +73,7 @@ def _host(paths: list[Path]) -> list[lce.Latency]:
 
 def _device(paths: list[Path]) -> list[lce.Latency]:
     rows = []
-    for path in paths:
+    for label, path in zip(_labels(paths), paths, strict=True):
         commands = lce.device_commands(
             str(path),
             mode=FLAGS.device,
@@ -75,9 +89,7 @@ def _device(paths: list[Path]) -> list[lce.Latency]:
             continue
         timings = lce.run_device_benchmark(commands)
         where = f"device ({FLAGS.device}{' ' + FLAGS.host if FLAGS.host else ''})"
-        rows.append(
-            lce.device_latency(path.stem, timings, where=where, num_threads=FLAGS.num_threads)
-        )
+        rows.append(lce.device_latency(label, timings, where=where, num_threads=FLAGS.num_threads))
     return rows
 
 

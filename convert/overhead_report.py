@@ -1,0 +1,182 @@
+"""What Elastic-Link costs after LCE conversion: EL-ResNet50 vs Bi-Real-ResNet50 vs ResNet50.
+
+    python convert/overhead_report.py [--image_size=224] [--num_runs=30] [--num_threads=1]
+        [--kernel=indirect_bgemm] [--xnnpack] [--json=overhead.json]
+
+One run builds the three zoo models (identical but for the EL links, and the float twin),
+converts them with LCE and prints, side by side: FLOPs as in the paper (Bi-Real Net's
+float MACs + binary MACs / 64, plus EL's element-wise ops), flatbuffer sizes, op counts
+by type, and host latencies from interleaved runs with the same interpreter settings,
+with the ratios the paper and docs/deployment.md quote (EL over Bi-Real: FLOPs, latency;
+float over EL: latency, size). Host latency is LCE's Python interpreter on this machine,
+a relative measure; ARM64 numbers need lce_benchmark_model (convert/benchmark.py).
+"""
+
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # quiet TensorFlow's C++ logging
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+
+from absl import app, flags  # noqa: E402
+
+from el_larq import lce  # noqa: E402  (el_larq before TensorFlow: selects Keras 2)
+from el_larq.zoo import get_model  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("image_size", 224, "Input side in pixels.", lower_bound=32)
+flags.DEFINE_integer("num_runs", 30, "Timed runs per model (interleaved).", lower_bound=1)
+flags.DEFINE_integer("warmup_runs", 3, "Untimed runs per model first.", lower_bound=0)
+flags.DEFINE_integer("rounds", 10, "Interleaving rounds.", lower_bound=1)
+flags.DEFINE_integer("num_threads", 1, "Interpreter threads.", lower_bound=1)
+flags.DEFINE_enum("kernel", "indirect_bgemm", list(lce.KERNELS), "Binary conv kernel.")
+flags.DEFINE_bool("xnnpack", False, "Run float ops through TFLite's XNNPACK delegate.")
+flags.DEFINE_string("json", None, "Also write the numbers as JSON to this path.")
+flags.DEFINE_string("save_dir", None, "Also keep the three .tflite files in this directory.")
+
+MODELS = {"EL-ResNet50": "el_resnet50", "Bi-Real-ResNet50": "bireal_resnet50"}
+FLOAT = {"ResNet50 (float)": "resnet50"}
+
+
+def _build(name: str):
+    size = FLAGS.image_size
+    return get_model(name, input_shape=(size, size, 3), num_classes=1000, stem="imagenet")
+
+
+def _convert_all() -> dict[str, dict]:
+    results = {}
+    for label, name in {**MODELS, **FLOAT}.items():
+        model = _build(name)
+        flatbuffer, messages = lce.convert(model)
+        report = lce.census(model, flatbuffer, messages)
+        results[label] = {
+            "flatbuffer": flatbuffer,
+            "flops": lce.model_flops(model),
+            "size": lce.size_report(model, flatbuffer),
+            "census": report,
+        }
+        print(f"converted {label}: {len(flatbuffer)} bytes", flush=True)
+    return results
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _report(results: dict[str, dict], latency: dict[str, lce.Latency]) -> dict:
+    labels = list(results)
+    el, bireal, fp = labels
+    print("\n## Compute and size\n")
+    rows = []
+    for label in labels:
+        f, s = results[label]["flops"], results[label]["size"]
+        rows.append(
+            [
+                label,
+                f"{f['binary_macs'] / 1e6:.1f}",
+                f"{f['float_macs'] / 1e6:.1f}",
+                f"{f['el_ops'] / 1e6:.2f}",
+                f"{f['flops'] / 1e6:.1f}",
+                s["flatbuffer_bytes"],
+                f"{s['float32_bytes'] / 2**20:.1f}",
+            ]
+        )
+    header = ["model", "binary MMACs", "float MMACs", "EL MOPs", "MFLOPs", "tflite bytes"]
+    print(_table(header + ["float32 weights MiB"], rows))
+
+    print("\n## Ops by type\n")
+    names = sorted(set().union(*(results[label]["census"].ops for label in labels)))
+    print(
+        _table(
+            ["op", *labels], [[n, *(results[x]["census"].ops[n] for x in labels)] for n in names]
+        )
+    )
+
+    print("\n## Host latency (interleaved runs, same interpreter settings)\n")
+    print(lce.LATENCY_HEADER)
+    print("\n".join(latency[label].row() for label in labels))
+
+    ratios = {
+        "flops_el_over_bireal": results[el]["flops"]["flops"] / results[bireal]["flops"]["flops"],
+        "latency_el_over_bireal": latency[el].median_ms / latency[bireal].median_ms,
+        "size_el_over_bireal": len(results[el]["flatbuffer"]) / len(results[bireal]["flatbuffer"]),
+        "latency_float_over_el": latency[fp].median_ms / latency[el].median_ms,
+        "size_float_over_el": len(results[fp]["flatbuffer"]) / len(results[el]["flatbuffer"]),
+    }
+    print("\n## Ratios\n")
+    print(
+        _table(
+            ["ratio", "measured", "paper / goal"],
+            [
+                ["EL / Bi-Real FLOPs", f"{ratios['flops_el_over_bireal']:.4f}", "1.026 (paper)"],
+                [
+                    "EL / Bi-Real median latency",
+                    f"{ratios['latency_el_over_bireal']:.4f}",
+                    "1.032 (paper, BMXNet x86); goal <= 1.02",
+                ],
+                ["EL / Bi-Real tflite size", f"{ratios['size_el_over_bireal']:.4f}", "-"],
+                [
+                    "float / EL median latency",
+                    f"{ratios['latency_float_over_el']:.2f}",
+                    "goal >= 1.5",
+                ],
+                ["float / EL tflite size", f"{ratios['size_float_over_el']:.2f}", "goal >= 8"],
+            ],
+        )
+    )
+    return ratios
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if FLAGS.json:
+        lce.check_writable(FLAGS.json)
+    print(
+        f"settings: {FLAGS.image_size} px, batch 1, {FLAGS.num_threads} thread(s), kernel "
+        f"{FLAGS.kernel}, xnnpack {FLAGS.xnnpack}, {FLAGS.num_runs} runs in {FLAGS.rounds} "
+        "interleaved rounds, LCE Python interpreter",
+        flush=True,
+    )
+    results = _convert_all()
+    if FLAGS.save_dir:
+        for label, name in {**MODELS, **FLOAT}.items():
+            path = Path(FLAGS.save_dir) / f"{name}_{FLAGS.image_size}.tflite"
+            lce.write_atomic(path, results[label]["flatbuffer"])
+    latency = lce.host_latency(
+        {label: result["flatbuffer"] for label, result in results.items()},
+        num_runs=FLAGS.num_runs,
+        warmup_runs=FLAGS.warmup_runs,
+        num_threads=FLAGS.num_threads,
+        kernel=FLAGS.kernel,
+        xnnpack=FLAGS.xnnpack,
+        rounds=FLAGS.rounds,
+    )
+    ratios = _report(results, latency)
+    if FLAGS.json:
+        payload = {
+            "settings": {
+                key: FLAGS[key].value
+                for key in ("image_size", "num_runs", "rounds", "num_threads", "kernel", "xnnpack")
+            },
+            "ratios": ratios,
+            "models": {
+                label: {
+                    "flops": result["flops"],
+                    "size": result["size"],
+                    "ops": dict(result["census"].ops),
+                    "latency": dataclasses.asdict(latency[label]),
+                }
+                for label, result in results.items()
+            },
+        }
+        lce.write_atomic(FLAGS.json, (lce.json_dumps(payload) + "\n").encode())
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)
