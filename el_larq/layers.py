@@ -325,6 +325,7 @@ def el_conv(
     weight_scaling: bool = False,
     gamma_trainable: bool = True,
     link_pool: str = "max",
+    branch_activation: str | None = None,
     activation: str | None = None,
     conv_kwargs: dict[str, Any] | None = None,
     name: str | None = None,
@@ -352,7 +353,10 @@ def el_conv(
         weight_scaling: XNOR-Net's alpha on the binary kernel.
         gamma_trainable: Learn gamma (True) or keep it at its initial value.
         link_pool: Pooling of a strided link, `"max"` (EL) or `"avg"` (Bi-Real).
-        activation: Activation after the sum, e.g. `"relu"` for EL-MobileNet.
+        branch_activation: Activation on the conv branch, after BN and before the
+            sum (`ReLU(BN(BinConv(x))) + SEI(x) / gamma`).
+        activation: Activation after the sum. Note that a ReLU here makes every
+            input of the next binary conv >= 0, so its signs are all +1.
         conv_kwargs: Extra arguments for the binary conv layer, e.g. Bi-Real Net's
             `{"input_quantizer": "approx_sign", "kernel_quantizer": "magnitude_aware_sign"}`.
         name: Prefix of the layer names.
@@ -424,6 +428,8 @@ def el_conv(
         )
     y = conv_layer(x)
     y = tf.keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=layer_name("bn"))(y)
+    if branch_activation is not None:
+        y = tf.keras.layers.Activation(branch_activation, name=layer_name("branch_act"))(y)
     if elastic_link:
         link = ElasticLink(filters, strides, gamma_trainable, link_pool, name=layer_name("el"))(x)
         if link.shape[1:] != y.shape[1:]:

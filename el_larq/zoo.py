@@ -96,7 +96,9 @@ def _pick_stem(stem: str | None, inputs: tf.Tensor) -> str:
     return stem
 
 
-def _stem(x: tf.Tensor, filters: int, stem: str, kernel_imagenet: int, pool: bool) -> tf.Tensor:
+def _stem(
+    x: tf.Tensor, filters: int, stem: str, kernel_imagenet: int, pool: bool, binary: bool
+) -> tf.Tensor:
     imagenet = stem == "imagenet"
     x = tf.keras.layers.Conv2D(
         filters,
@@ -107,7 +109,9 @@ def _stem(x: tf.Tensor, filters: int, stem: str, kernel_imagenet: int, pool: boo
         name="stem_conv",
     )(x)
     x = tf.keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name="stem_bn")(x)
-    x = tf.keras.layers.Activation("relu", name="stem_relu")(x)
+    if not binary:
+        # Not before a binary net: a ReLU would make every sign of the first binary conv +1.
+        x = tf.keras.layers.Activation("relu", name="stem_relu")(x)
     if imagenet and pool:
         x = tf.keras.layers.MaxPool2D(3, strides=2, padding="same", name="stem_pool")(x)
     return x
@@ -235,7 +239,7 @@ def _resnet(
 ) -> tf.keras.Model:
     """The one ResNet stack builder: stem, four stages of blocks, classifier."""
     inputs, x = _inputs(input_shape, input_tensor)
-    x = _stem(x, _scaled(64, width), _pick_stem(stem, x), kernel_imagenet=7, pool=True)
+    x = _stem(x, _scaled(64, width), _pick_stem(stem, x), 7, pool=True, binary=opts["binary"])
     block = _bottleneck_block if bottleneck else _basic_block
     for stage, (blocks, filters) in enumerate(
         zip(STAGE_BLOCKS[depth], STAGE_FILTERS, strict=True), 1
@@ -260,12 +264,22 @@ def _mobilenet(
     el_depthwise: bool = True,
     el_pointwise: bool = True,
     gamma_trainable: bool = True,
+    relu_position: str = "branch",
 ) -> tf.keras.Model:
-    """MobileNet v1 stack (Fig. 3 right): depthwise + pointwise units, ReLU after each."""
+    """MobileNet v1 stack (Fig. 3 right): depthwise + pointwise units, each with a ReLU."""
+    if relu_position not in ("branch", "after_sum", "none"):
+        raise ValueError(
+            f"relu_position must be 'branch', 'after_sum' or 'none', got {relu_position!r}."
+        )
     inputs, x = _inputs(input_shape, input_tensor)
-    x = _stem(x, _scaled(32, width), _pick_stem(stem, x), kernel_imagenet=3, pool=False)
+    x = _stem(x, _scaled(32, width), _pick_stem(stem, x), 3, pool=False, binary=binary)
     for index, (filters, strides) in enumerate(MOBILENET_BLOCKS, 1):
-        unit = dict(binary=binary, gamma_trainable=gamma_trainable, activation="relu")
+        relu = {
+            "branch": {"branch_activation": "relu"},
+            "after_sum": {"activation": "relu"},
+            "none": {},
+        }[relu_position if binary else "branch"]
+        unit = dict(binary=binary, gamma_trainable=gamma_trainable, **relu)
         x = el_conv(
             x,
             None,
@@ -445,6 +459,12 @@ def el_mobilenet(**kwargs: Any) -> tf.keras.Model:
         binary: False builds the full-precision MobileNet.
         el_depthwise, el_pointwise: Elastic-Link on the depthwise / pointwise convs.
         gamma_trainable: Learn gamma or freeze it.
+        relu_position: Where the kept ReLU goes. `"branch"` (default):
+            `ReLU(BN(BinConv(x))) + SEI(x) / gamma`. `"after_sum"`: `ReLU(EL(x))`,
+            one reading of the paper; it feeds only values >= 0 to the next sign,
+            so every binary conv after it sees all +1 inputs (a constant output,
+            zero BN variance and NaN gradients were observed at 28 px). `"none"`:
+            no ReLU, the usual binarized network (sign is the nonlinearity).
 
     # Returns
         A `tf.keras.Model`.
@@ -460,10 +480,13 @@ def el_mobilenet(**kwargs: Any) -> tf.keras.Model:
 def binary_mobilenet(**kwargs: Any) -> tf.keras.Model:
     """Binarized MobileNet without EL on the pointwise convs (the paper: does not converge).
 
-    As the paper's attempt, the depthwise convs keep their identity shortcut. Arguments
-    as `el_mobilenet`.
+    As the paper's attempt, the depthwise convs keep their identity shortcut. It has
+    no ReLU (`relu_position="none"`): with a ReLU and no pointwise link, every input
+    of the next sign would be >= 0. Arguments as `el_mobilenet`.
     """
-    return _mobilenet("binary_mobilenet", **{"el_pointwise": False, **kwargs})
+    return _mobilenet(
+        "binary_mobilenet", **{"el_pointwise": False, "relu_position": "none", **kwargs}
+    )
 
 
 def mobilenet(**kwargs: Any) -> tf.keras.Model:
