@@ -12,6 +12,7 @@ float over EL: latency, size). Host latency is LCE's Python interpreter on this 
 a relative measure; ARM64 numbers need lce_benchmark_model (convert/benchmark.py).
 """
 
+import contextlib
 import dataclasses
 import os
 import sys
@@ -20,9 +21,14 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # quiet TensorFlow's C++ logging
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
+from el_larq import lce  # noqa: E402  (first: selects Keras 2 before TensorFlow loads)
+
+# isort: split
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from el_larq import lce  # noqa: E402  (el_larq before TensorFlow: selects Keras 2)
+from el_larq.layers import ElasticLink  # noqa: E402
 from el_larq.zoo import get_model  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -34,10 +40,20 @@ flags.DEFINE_integer("num_threads", 1, "Interpreter threads.", lower_bound=1)
 flags.DEFINE_enum("kernel", "indirect_bgemm", list(lce.KERNELS), "Binary conv kernel.")
 flags.DEFINE_bool("xnnpack", False, "Run float ops through TFLite's XNNPACK delegate.")
 flags.DEFINE_string("json", None, "Also write the numbers as JSON to this path.")
-flags.DEFINE_string("save_dir", None, "Also keep the three .tflite files in this directory.")
+flags.DEFINE_string("save_dir", None, "Also keep the .tflite files in this directory.")
+flags.DEFINE_bool(
+    "scale_before_expand",
+    False,
+    "Also time EL-ResNet50 with 1/gamma applied to the Ci-channel input of each Expand link "
+    "instead of to its Co-channel output (same math, g times fewer multiplies): a proposed "
+    "change to ElasticLink, patched into this process only.",
+)
 
 MODELS = {"EL-ResNet50": "el_resnet50", "Bi-Real-ResNet50": "bireal_resnet50"}
 FLOAT = {"ResNet50 (float)": "resnet50"}
+
+
+VARIANT = "EL-ResNet50, 1/gamma before Expand"
 
 
 def _build(name: str):
@@ -45,17 +61,63 @@ def _build(name: str):
     return get_model(name, input_shape=(size, size, 3), num_classes=1000, stem="imagenet")
 
 
+@contextlib.contextmanager
+def _scale_before_expand():
+    """Patch `ElasticLink.call` so that Expand scales its input, not its output.
+
+    `concat([x] * g) * c == concat([x * c] * g)` element for element, so the model
+    computes the same values with a MUL over `Ci` instead of `Co = g * Ci` channels.
+    """
+    original = ElasticLink.call
+
+    def call(self, inputs):
+        if self.kind != "expand":
+            return original(self, inputs)
+        scale = tf.math.reciprocal(tf.cast(self.gamma, inputs.dtype))
+        saved, self._kind = self._kind, "identity"  # the pooling part of call only
+        try:
+            x = original(self, inputs)
+        finally:
+            self._kind = saved
+        return self._expand(x * scale)
+
+    ElasticLink.call = call
+    try:
+        yield
+    finally:
+        ElasticLink.call = original
+
+
+def _variant_model(reference: tf.keras.Model) -> tf.keras.Model:
+    with _scale_before_expand():
+        model = _build("el_resnet50")
+    model.set_weights(reference.get_weights())
+    x = np.random.default_rng(0).uniform(-1, 1, (1, *reference.input_shape[1:]))
+    np.testing.assert_allclose(model(x).numpy(), reference(x).numpy(), rtol=1e-5, atol=1e-6)
+    return model
+
+
 def _convert_all() -> dict[str, dict]:
     results = {}
-    for label, name in {**MODELS, **FLOAT}.items():
-        model = _build(name)
-        flatbuffer, messages = lce.convert(model)
+    models = {}
+    names = {**MODELS, **FLOAT}
+    if FLAGS.scale_before_expand:
+        names[VARIANT] = None
+    for label, name in names.items():
+        if name is None:
+            model = _variant_model(models["EL-ResNet50"])
+            with _scale_before_expand():
+                flatbuffer, messages = lce.convert(model)
+        else:
+            model = models[label] = _build(name)
+            flatbuffer, messages = lce.convert(model)
         report = lce.census(model, flatbuffer, messages)
         results[label] = {
             "flatbuffer": flatbuffer,
             "flops": lce.model_flops(model),
             "size": lce.size_report(model, flatbuffer),
             "census": report,
+            "weight_bytes": lce.weight_bytes(flatbuffer),
         }
         print(f"converted {label}: {len(flatbuffer)} bytes", flush=True)
     return results
@@ -69,7 +131,7 @@ def _table(header: list[str], rows: list[list]) -> str:
 
 def _report(results: dict[str, dict], latency: dict[str, lce.Latency]) -> dict:
     labels = list(results)
-    el, bireal, fp = labels
+    el, bireal, fp = labels[:3]
     print("\n## Compute and size\n")
     rows = []
     for label in labels:
@@ -96,6 +158,11 @@ def _report(results: dict[str, dict], latency: dict[str, lce.Latency]) -> dict:
         )
     )
 
+    print("\n## Constant (weight) bytes by the op type that reads them\n")
+    names = sorted(set().union(*(results[label]["weight_bytes"] for label in labels)))
+    rows = [[n, *(results[x]["weight_bytes"][n] for x in labels)] for n in names]
+    print(_table(["op", *labels], rows))
+
     print("\n## Host latency (interleaved runs, same interpreter settings)\n")
     print(lce.LATENCY_HEADER)
     print("\n".join(latency[label].row() for label in labels))
@@ -107,6 +174,18 @@ def _report(results: dict[str, dict], latency: dict[str, lce.Latency]) -> dict:
         "latency_float_over_el": latency[fp].median_ms / latency[el].median_ms,
         "size_float_over_el": len(results[fp]["flatbuffer"]) / len(results[el]["flatbuffer"]),
     }
+    rows = []
+    if VARIANT in results:
+        ratios["latency_variant_over_bireal"] = (
+            latency[VARIANT].median_ms / latency[bireal].median_ms
+        )
+        rows.append(
+            [
+                "EL (1/gamma before Expand) / Bi-Real median latency",
+                f"{ratios['latency_variant_over_bireal']:.4f}",
+                "goal <= 1.02",
+            ]
+        )
     print("\n## Ratios\n")
     print(
         _table(
@@ -125,6 +204,7 @@ def _report(results: dict[str, dict], latency: dict[str, lce.Latency]) -> dict:
                     "goal >= 1.5",
                 ],
                 ["float / EL tflite size", f"{ratios['size_float_over_el']:.2f}", "goal >= 8"],
+                *rows,
             ],
         )
     )
@@ -144,9 +224,10 @@ def main(argv: list[str]) -> int:
     )
     results = _convert_all()
     if FLAGS.save_dir:
-        for label, name in {**MODELS, **FLOAT}.items():
+        for label, result in results.items():
+            name = label.lower().replace(" ", "_").replace(",", "").replace("/", "_")
             path = Path(FLAGS.save_dir) / f"{name}_{FLAGS.image_size}.tflite"
-            lce.write_atomic(path, results[label]["flatbuffer"])
+            lce.write_atomic(path, result["flatbuffer"])
     latency = lce.host_latency(
         {label: result["flatbuffer"] for label, result in results.items()},
         num_runs=FLAGS.num_runs,
@@ -169,6 +250,7 @@ def main(argv: list[str]) -> int:
                     "flops": result["flops"],
                     "size": result["size"],
                     "ops": dict(result["census"].ops),
+                    "weight_bytes": dict(result["weight_bytes"]),
                     "latency": dataclasses.asdict(latency[label]),
                 }
                 for label, result in results.items()

@@ -64,6 +64,7 @@ __all__ = [
     "size_report",
     "untrained_batchnorms",
     "verify",
+    "weight_bytes",
     "write_atomic",
 ]
 
@@ -115,6 +116,35 @@ def flatbuffer_ops(flatbuffer: bytes) -> list[str]:
 def op_counts(flatbuffer: bytes) -> collections.Counter:
     """`collections.Counter` of `flatbuffer_ops(flatbuffer)`."""
     return collections.Counter(flatbuffer_ops(flatbuffer))
+
+
+def weight_bytes(flatbuffer: bytes) -> collections.Counter:
+    """Bytes of constant tensors (weights, biases, ...) by the op type that reads them.
+
+    Shows where a flatbuffer's size goes: bit-packed binary kernels in `LceBconv2d`
+    against float32 kernels in `CONV_2D` / `FULLY_CONNECTED`. A constant read by
+    several ops counts once, for the first.
+
+    # Example
+        ```python
+        print(weight_bytes(flatbuffer).most_common(3))
+        ```
+    """
+    model = tflite_schema.Model.GetRootAsModel(flatbuffer, 0)
+    graph = model.Subgraphs(0)
+    counts: collections.Counter = collections.Counter()
+    seen = set()
+    for j in range(graph.OperatorsLength()):
+        op = graph.Operators(j)
+        for k in range(op.InputsLength()):
+            tensor = op.Inputs(k)
+            if tensor < 0 or tensor in seen:
+                continue
+            size = model.Buffers(graph.Tensors(tensor).Buffer()).DataLength()
+            if size:
+                seen.add(tensor)
+                counts[_op_name(model, op)] += size
+    return counts
 
 
 # ---------------------------------------------------------------- loading
@@ -335,6 +365,12 @@ def convert(model: tf.keras.Model, *, target: str = "arm") -> tuple[bytes, list[
     return flatbuffer, messages
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: str | os.PathLike, data: bytes, chunk_size: int = 1 << 20) -> int:
     """Write `data` to `path` so that `path` is either the complete new file or untouched.
 
@@ -364,6 +400,7 @@ def write_atomic(path: str | os.PathLike, data: bytes, chunk_size: int = 1 << 20
     except OSError as error:
         raise DeploymentError(f"cannot write {path}: {error.strerror or error}") from None
     try:
+        os.fchmod(handle, 0o666 & ~_umask())  # mkstemp's 0600 would surprise users
         with os.fdopen(handle, "wb") as f:
             for start in range(0, len(data), chunk_size):
                 f.write(data[start : start + chunk_size])

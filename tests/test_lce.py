@@ -1,6 +1,7 @@
 """el_larq.lce against the real converter and LCE interpreter: census, verification, loading."""
 
 import os
+import stat
 
 import h5py
 import numpy as np
@@ -175,6 +176,9 @@ def test_atomic_write_writes_everything(tmp_path):
     assert lce.write_atomic(target, data, chunk_size=64) == 1000
     assert target.read_bytes() == data
     assert os.listdir(tmp_path) == ["model.tflite"]
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask  # like open(), not 0600
 
 
 def test_atomic_write_into_a_missing_directory_is_a_clear_error(tmp_path):
