@@ -413,10 +413,8 @@ def _fashion_mnist_examples(
         dataset = tf.data.Dataset.from_tensor_slices((images, labels))
         return dataset, len(labels), 10, images.shape[1:], f"idx:{directory}"
     try:
-        if not download:
-            raise DataError("downloads are disabled")
         dataset, num, classes, shape, decode = _tfds_examples(
-            FASHION_MNIST, split, data_dir, training, seed
+            FASHION_MNIST, split, data_dir, training, seed, download
         )
     except DataError as error:
         files = "train/t10k-images-idx3-ubyte[.gz], train/t10k-labels-idx1-ubyte[.gz]"

@@ -53,14 +53,14 @@ def idx_dir(tmp_path_factory):
 
 def test_idx_run_resumes_after_kill_converts_and_evaluates(idx_dir, tmp_path):
     out = tmp_path / "run"
-    command = [TRAIN, "--model", "el_resnet26", "--epochs", "2", "--steps_per_epoch", "6"]
+    command = [TRAIN, "--model", "el_resnet26", "--epochs", "3", "--steps_per_epoch", "6"]
     command += ["--backup_steps", "2", "--data_dir", idx_dir, "--output_dir", str(out), *TINY]
     first = subprocess.Popen(
         [sys.executable, *command], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     metrics = out / "metrics.json"
     deadline = time.time() + 240
-    try:  # kill -9 as soon as epoch 1 is logged, i.e. in epoch 2
+    try:  # kill -9 as soon as epoch 1 is logged, i.e. early in epoch 2
         while first.poll() is None and time.time() < deadline:
             if metrics.exists() and json.loads(metrics.read_text()):
                 break
@@ -74,8 +74,8 @@ def test_idx_run_resumes_after_kill_converts_and_evaluates(idx_dir, tmp_path):
     second = run(command)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resuming from the backup" in second.stdout
-    assert "Epoch 2/2" in second.stdout and "Epoch 1/2" not in second.stdout
-    assert [row["epoch"] for row in json.loads(metrics.read_text())] == [1, 2]
+    assert "Epoch 2/3" in second.stdout and "Epoch 1/3" not in second.stdout
+    assert [row["epoch"] for row in json.loads(metrics.read_text())] == [1, 2, 3]
     check_outputs(out)
     config = json.loads((out / "config.json").read_text())
     assert config["model"] == "el_resnet26" and config["data_source"] == f"idx:{idx_dir}"
