@@ -553,10 +553,12 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
     )
     if nan_stop.stopped_at is not None:
         epoch, step, loss = nan_stop.stopped_at
+        if chief:  # the backup holds the diverged weights: a rerun must not resume them
+            shutil.rmtree(os.path.join(config.output_dir, "backup"), ignore_errors=True)
         raise TrainingDiverged(
             f"training stopped: the loss became {loss} at epoch {epoch}, step {step}; no "
-            f"{FINAL_MODEL} was written. Lower --learning_rate (now {config.learning_rate}) "
-            "and start again with a new --output_dir."
+            f"{FINAL_MODEL} was written and the backup was removed. Lower --learning_rate "
+            f"(now {config.learning_rate}) and run again."
         )
 
     final = {key: float(values[-1]) for key, values in history.history.items() if values}
