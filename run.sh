@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # el-larq's commands on a fresh machine (Python 3.11 with pip; apt-get for the data):
+#   ./run.sh demo [flags]         the main job: train EL-ResNet26 on Fashion-MNIST, convert to
+#                                 LCE, verify, benchmark (flags go to train/main_job.py)
 #   ./run.sh test [pytest args]   set up, lint, run the test suite
 #   ./run.sh setup                only create/refresh the virtual environment
 # Set-up is idempotent: the venv is rebuilt only when setup.cfg or pyproject.toml change.
@@ -27,17 +29,41 @@ setup() {
   fi
 }
 
+fashion_mnist() {
+  local dir=${EL_LARQ_FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}
+  ls "$dir"/train-images-idx3-ubyte* >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "==> installing Fashion-MNIST (Debian package dataset-fashion-mnist)"
+    apt-get update -q >/dev/null && apt-get install -y -q dataset-fashion-mnist >/dev/null
+  elif command -v sudo >/dev/null && command -v apt-get >/dev/null; then
+    echo "==> installing Fashion-MNIST with sudo (Debian package dataset-fashion-mnist)"
+    sudo apt-get update -q >/dev/null && sudo apt-get install -y -q dataset-fashion-mnist >/dev/null
+  fi
+  ls "$dir"/train-images-idx3-ubyte* >/dev/null 2>&1 || {
+    echo "Fashion-MNIST not found in $dir. Install it with 'apt-get install dataset-fashion-mnist'" >&2
+    echo "(Debian/Ubuntu), or put the four *-ubyte.gz IDX files in a folder and set" >&2
+    echo "EL_LARQ_FASHION_MNIST_DIR to it." >&2
+    exit 1
+  }
+}
+
 cmd=${1:-}
 [ $# -gt 0 ] && shift
 case "$cmd" in
   setup) setup ;;
+  demo)
+    setup
+    fashion_mnist
+    export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
+    exec "$PY" train/main_job.py "$@"
+    ;;
   test)
     setup
     "$VENV/bin/ruff" check .
     exec "$PY" -m pytest "$@"
     ;;
   *)
-    echo "usage: ./run.sh {test|setup} [args]" >&2
+    echo "usage: ./run.sh {demo|test|setup} [args]" >&2
     exit 2
     ;;
 esac

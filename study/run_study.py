@@ -1,0 +1,118 @@
+"""Small-scale reproduction of the paper's ablations on Fashion-MNIST (issue 7).
+
+Every configuration is a zoo/ recipe trained with ONE identical recipe (the flags
+below), for each seed, by real subprocesses of train/train.py, then evaluated on
+the full Fashion-MNIST test set by train/evaluate.py. Runs are idempotent: a run
+whose `final_eval.json` exists is skipped, so the study can be stopped and resumed
+(e.g. across sessions). Logs: `<runs_dir>/<recipe>_s<seed>/log.txt`.
+
+    python study/run_study.py                      # everything, in priority order
+    python study/run_study.py --only el_resnet26,sresnet26_ks --seeds 0
+    python study/report.py                         # table, plots, docs/results/
+
+Runs go in priority order (baseline vs EL6 and the MobileNet trio first), so a
+partial study still answers the main questions.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Priority order: Table 2 baseline vs EL6, MobileNet trio (convergence), Table 2, Table 4,
+# Table 3's basic-block and full-precision comparisons.
+CONFIGS = [
+    "sresnet26_ks", "el_resnet26",
+    "binary_mobilenet", "el_mobilenet", "mobilenet",
+    "el1", "el2", "el3", "el4", "el5",
+    "sresnet26_reduce_fp", "sresnet26_reduce_el_minus",
+    "resnet26", "el_resnet18", "bireal_resnet18", "resnet18",
+]  # fmt: skip
+
+# The one recipe every configuration gets (stated in docs/results/README.md).
+RECIPE = {
+    "width": "0.25",
+    "batch_size": "128",
+    "epochs": "8",
+    "steps_per_epoch": "25",
+    "validation_steps": "10",
+    "learning_rate": "1e-3",
+    "lr_decay_epochs": "0.5,0.8",
+    "lr_decay_factor": "0.1",
+}
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("only", None, "Run only these recipes (default: all, in priority order).")
+flags.DEFINE_list("seeds", ["0", "1"], "Seeds.")
+flags.DEFINE_string("runs_dir", os.path.join(ROOT, "runs", "study"), "Where runs go.")
+flags.DEFINE_integer("timeout", 3600, "Seconds one training run may take.")
+
+
+def _run(cmd: list[str], log) -> int:
+    log.write(f"$ {' '.join(cmd)}\n")
+    log.flush()
+    return subprocess.run(
+        cmd, stdout=log, stderr=subprocess.STDOUT, timeout=FLAGS.timeout
+    ).returncode
+
+
+def run_one(recipe: str, seed: str) -> str:
+    out = os.path.join(FLAGS.runs_dir, f"{recipe}_s{seed}")
+    final = os.path.join(out, "final_eval.json")
+    if os.path.exists(final):
+        return "done before"
+    os.makedirs(out, exist_ok=True)
+    train = [
+        sys.executable,
+        os.path.join(ROOT, "train", "train.py"),
+        f"--recipe={recipe}",
+        "--dataset=fashion_mnist",
+        f"--seed={seed}",
+        f"--output_dir={out}",
+        "--verbose=2",
+    ]
+    train += [f"--{key}={value}" for key, value in RECIPE.items()]
+    evaluate = [
+        sys.executable,
+        os.path.join(ROOT, "train", "evaluate.py"),
+        f"--model={os.path.join(out, 'model.h5')}",
+        "--dataset=fashion_mnist",
+        f"--json={final}",
+    ]
+    with open(os.path.join(out, "log.txt"), "a") as log:
+        start = time.time()
+        if _run(train, log) != 0:
+            return f"TRAINING FAILED (see {out}/log.txt)"
+        if _run(evaluate, log) != 0:
+            return f"EVALUATION FAILED (see {out}/log.txt)"
+        with open(os.path.join(out, "study.json"), "w") as f:
+            json.dump(
+                {
+                    "recipe": recipe,
+                    "seed": int(seed),
+                    "study_recipe": RECIPE,
+                    "wall_seconds": round(time.time() - start, 1),
+                },
+                f,
+                indent=1,
+            )
+    return "ok"
+
+
+def main(argv):
+    del argv
+    configs = FLAGS.only or CONFIGS
+    for recipe in configs:
+        for seed in FLAGS.seeds:
+            start = time.time()
+            status = run_one(recipe, seed)
+            print(f"{recipe:28s} seed {seed}: {status} ({time.time() - start:.0f} s)", flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,188 @@
+"""The main job: train an EL model on Fashion-MNIST, convert it to LCE, verify, benchmark.
+
+    ./run.sh demo                                  # set-up, data, then this script
+    python train/main_job.py --model el_resnet26 --width 0.25 --epochs 2
+
+Each step is a real run of the project's CLIs (their progress shows as they go):
+
+1. `train/train.py`     trains the model (resumes after a crash; a finished run in
+                        the same output folder is reused unless --retrain),
+2. `convert/to_lce.py`  writes `model.tflite`, checks the op census and verifies
+                        it against Keras on real test images,
+3. `train/evaluate.py`  top-1/top-5 of `model.h5` (Keras) and `model.tflite` (LCE
+                        interpreter) on the whole Fashion-MNIST test set,
+4. `convert/benchmark.py` host latency of the flatbuffer in LCE's interpreter,
+
+then prints a summary and writes it to `<output_dir>/summary.json`.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", "el_resnet26", "Zoo model to train (see el_larq.zoo.MODELS).")
+flags.DEFINE_float("width", 0.25, "Channel width multiplier (0.25: stage widths 16-32-64-128).")
+flags.DEFINE_integer("epochs", 2, "Training epochs over the 60,000 Fashion-MNIST images.")
+flags.DEFINE_integer("batch_size", 128, "Training batch size.")
+flags.DEFINE_integer("steps_per_epoch", None, "Limit the steps per epoch (default: a full pass).")
+flags.DEFINE_integer("seed", 0, "Random seed.")
+flags.DEFINE_string("data_dir", None, "Fashion-MNIST IDX folder (default: the Debian package's).")
+flags.DEFINE_string(
+    "output_dir", None, "Output folder (default: runs/main_job/<model>_w<width>_e<epochs>)."
+)
+flags.DEFINE_bool("retrain", False, "Train again even if the output folder holds a finished run.")
+flags.DEFINE_integer("num_threads", 1, "Interpreter threads for evaluation and benchmark.")
+
+
+class StepFailed(RuntimeError):
+    pass
+
+
+def _step(title: str, script: str, args: list[str]) -> None:
+    print(f"\n==> {title}", flush=True)
+    command = [sys.executable, os.path.join(ROOT, script), *args]
+    print("    $ " + " ".join(command[1:]), flush=True)
+    if subprocess.run(command).returncode != 0:
+        raise StepFailed(f"{title} failed (command above); the files so far are kept.")
+
+
+def _read(path: str) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def run(out: str) -> dict:
+    data = [f"--data_dir={FLAGS.data_dir}"] if FLAGS.data_dir else []
+    h5, tflite = os.path.join(out, "model.h5"), os.path.join(out, "model.tflite")
+    start = time.time()
+    if os.path.exists(h5) and not os.path.isdir(os.path.join(out, "backup")) and not FLAGS.retrain:
+        print(f"\n==> 1/4 training: reusing the finished run in {out} (--retrain to train again)")
+    else:
+        args = [
+            f"--model={FLAGS.model}",
+            f"--width={FLAGS.width}",
+            f"--epochs={FLAGS.epochs}",
+            f"--batch_size={FLAGS.batch_size}",
+            f"--seed={FLAGS.seed}",
+            f"--output_dir={out}",
+            "--dataset=fashion_mnist",
+            *data,
+        ]
+        if FLAGS.steps_per_epoch:
+            args.append(f"--steps_per_epoch={FLAGS.steps_per_epoch}")
+        if FLAGS.retrain:
+            args.append("--overwrite")
+        _step("1/4 training on Fashion-MNIST", "train/train.py", args)
+    train_seconds = time.time() - start
+    _step(
+        "2/4 converting to LCE, op census and verification on test images",
+        "convert/to_lce.py",
+        [
+            h5,
+            "-o",
+            tflite,
+            "--dataset=fashion_mnist",
+            *data,
+            # On real images one activation within float noise of zero can flip its sign
+            # and move that image's probabilities a lot: gate on top-1 agreement here
+            # and on the whole test set's accuracy in step 3, not on max |diff|.
+            "--samples=256",
+            "--rtol=1.0",
+            "--min_top1=0.99",
+            f"--json={os.path.join(out, 'convert.json')}",
+        ],
+    )
+    _step(
+        "3/4 test-set accuracy: Keras model.h5 vs LCE model.tflite",
+        "train/evaluate.py",
+        [
+            f"--model={h5}",
+            f"--model={tflite}",
+            "--dataset=fashion_mnist",
+            *data,
+            f"--num_threads={FLAGS.num_threads}",
+            f"--json={os.path.join(out, 'evaluate.json')}",
+        ],
+    )
+    _step(
+        "4/4 host latency in the LCE interpreter",
+        "convert/benchmark.py",
+        [
+            tflite,
+            f"--num_threads={FLAGS.num_threads}",
+            "--num_runs=50",
+            f"--json={os.path.join(out, 'benchmark.json')}",
+        ],
+    )
+    return _summary(out, train_seconds)
+
+
+def _summary(out: str, train_seconds: float) -> dict:
+    evaluation = _read(os.path.join(out, "evaluate.json"))
+    keras, lite = evaluation[0], evaluation[1]
+    convert = _read(os.path.join(out, "convert.json"))
+    bench = _read(os.path.join(out, "benchmark.json"))[0]
+    summary = {
+        "model": FLAGS.model,
+        "width": FLAGS.width,
+        "epochs": FLAGS.epochs,
+        "train_seconds": round(train_seconds, 1),
+        "test_examples": keras["examples"],
+        "keras_top1": keras["top1"],
+        "lce_top1": lite["top1"],
+        "keras_top5": keras["top5"],
+        "lce_top5": lite["top5"],
+        "tflite_bytes": convert["size"]["flatbuffer_bytes"],
+        "float32_bytes": convert["size"]["float32_bytes"],
+        "latency_ms_median": bench["median_ms"],
+        "latency_threads": bench["num_threads"],
+        "kernel": bench.get("kernel"),
+        "files": {
+            "keras": os.path.join(out, "model.h5"),
+            "tflite": os.path.join(out, "model.tflite"),
+        },
+    }
+    with open(os.path.join(out, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    return summary
+
+
+def main(argv):
+    del argv
+    out = FLAGS.output_dir or os.path.join(
+        ROOT, "runs", "main_job", f"{FLAGS.model}_w{FLAGS.width:g}_e{FLAGS.epochs}"
+    )
+    try:
+        s = run(out)
+    except StepFailed as error:
+        print(f"\nmain job: {error}", file=sys.stderr)
+        return 1
+    differ = round(abs(s["keras_top1"] - s["lce_top1"]) * s["test_examples"])
+    print(
+        "\n==> summary\n"
+        f"  model            {s['model']} (width {s['width']:g}), {s['epochs']} epochs, "
+        f"trained in {s['train_seconds']:.0f} s\n"
+        f"  test top-1       Keras {100 * s['keras_top1']:.2f} %   LCE {100 * s['lce_top1']:.2f} %"
+        f"   ({differ} of {s['test_examples']} images apart)\n"
+        f"  test top-5       Keras {100 * s['keras_top5']:.2f} %"
+        f"   LCE {100 * s['lce_top5']:.2f} %\n"
+        f"  size             {s['tflite_bytes'] / 1024:.0f} KiB flatbuffer vs "
+        f"{s['float32_bytes'] / 1024:.0f} KiB float32 "
+        f"({s['float32_bytes'] / s['tflite_bytes']:.1f}x smaller)\n"
+        f"  host latency     {s['latency_ms_median']:.2f} ms median, {s['latency_threads']} thread "
+        f"(LCE Python interpreter, x86 kernels: {s['kernel']}; ARM64 needs lce_benchmark_model)\n"
+        f"  files            {s['files']['keras']}\n"
+        f"                   {s['files']['tflite']}\n"
+        f"                   {os.path.join(out, 'summary.json')}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(lambda argv: sys.exit(main(argv)))
