@@ -5,12 +5,14 @@ do lives here as small functions, so that scripts and notebooks can use them too
 
 * `load_model`: read a `.h5`, `.keras` or SavedModel file with el_larq's layers, refusing
   `Lambda` layers (stored code) unless allowed, before anything is deserialised.
-* `convert`: `larq_compute_engine.convert_keras_model`, with the converter's own error
-  lines captured (it may print an error and still emit a float op).
+* `convert`: LCE's converter on one traced inference function, with the converter's own
+  error lines captured (it may print an error and still emit a float op).
 * `census`: which Keras layer became which flatbuffer op: binarized standard convs must
   be `LceBconv2d`; float fallbacks are named.
 * `verify`: Keras against LCE's interpreter on the same inputs.
-* `size_report`, `host_latency`, `device_commands`, `parse_benchmark_output`.
+* `size_report`, `weight_bytes`, `model_flops`: what the flatbuffer holds and costs.
+* `host_latency`, `device_commands`, `run_device_benchmark`, `parse_benchmark_output`:
+  latency here, or on an ARM device through LCE's `lce_benchmark_model`.
 * `write_atomic`: a file is either completely written or not there at all.
 
 Reading a flatbuffer's ops needs no TFLite runtime: LCE ships the schema bindings.
@@ -46,21 +48,31 @@ from el_larq.layers import ElasticLink
 
 __all__ = [
     "Census",
+    "DEVICE_MODES",
     "DeploymentError",
+    "KERNELS",
+    "LATENCY_HEADER",
     "Latency",
     "Verification",
     "census",
+    "check_writable",
     "convert",
     "dataset_inputs",
     "device_commands",
+    "device_latency",
     "flatbuffer_ops",
+    "format_census",
     "host_latency",
     "json_dumps",
+    "layer_kind",
     "load_model",
+    "make_interpreter",
     "model_flops",
     "op_counts",
     "parse_benchmark_output",
     "random_inputs",
+    "read_model_config",
+    "run_device_benchmark",
     "size_report",
     "untrained_batchnorms",
     "verify",
@@ -969,6 +981,9 @@ class Latency:
     """Latency of one model, from the host interpreter or a device, in milliseconds.
 
     `median_ms` is None for `lce_benchmark_model`, which prints no median.
+    `cpu_median_ms` / `cpu_min_ms` (host only) are the process CPU time of the same
+    runs: with one thread they equal the latency of an undisturbed run, and unlike wall
+    time they hardly move when other jobs share the cores.
     """
 
     model: str
@@ -980,19 +995,26 @@ class Latency:
     median_ms: float | None
     min_ms: float
     max_ms: float
+    cpu_median_ms: float | None = None
+    cpu_min_ms: float | None = None
 
     def row(self) -> str:
         """One row of `LATENCY_HEADER`'s table."""
-        median = "-" if self.median_ms is None else f"{self.median_ms:.3f}"
+
+        def ms(value: float | None) -> str:
+            return "-" if value is None else f"{value:.3f}"
+
         return (
             f"| {self.model} | {self.where} | {self.num_threads} | {self.kernel} | {self.runs} "
-            f"| {median} | {self.mean_ms:.3f} | {self.min_ms:.3f} | {self.max_ms:.3f} |"
+            f"| {ms(self.median_ms)} | {self.mean_ms:.3f} | {self.min_ms:.3f} "
+            f"| {self.max_ms:.3f} | {ms(self.cpu_median_ms)} | {ms(self.cpu_min_ms)} |"
         )
 
 
 LATENCY_HEADER = (
-    "| model | where | threads | kernel | runs | median ms | mean ms | min ms | max ms |\n"
-    "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    "| model | where | threads | kernel | runs | median ms | mean ms | min ms | max ms "
+    "| CPU median ms | CPU min ms |\n"
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 )
 
 
@@ -1020,26 +1042,30 @@ def make_interpreter(
     )
 
 
-def _timed_runs(interpreter: Any, x: np.ndarray, runs: int) -> list[float]:
+def _timed_runs(interpreter: Any, x: np.ndarray, runs: int) -> list[tuple[float, float]]:
+    """`(wall ms, process CPU ms)` of each run."""
     times = []
     for _ in range(runs):
-        start = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         interpreter.predict(x)
-        times.append((time.perf_counter() - start) * 1e3)
+        times.append(((time.perf_counter() - wall) * 1e3, (time.process_time() - cpu) * 1e3))
     return times
 
 
 def _latency(name, times, num_threads, kernel) -> Latency:
+    wall, cpu = [t for t, _ in times], [c for _, c in times]
     return Latency(
         model=name,
         where=f"host {platform.machine()} (LCE Python interpreter)",
         num_threads=num_threads,
         kernel=kernel,
         runs=len(times),
-        mean_ms=statistics.fmean(times),
-        median_ms=statistics.median(times),
-        min_ms=min(times),
-        max_ms=max(times),
+        mean_ms=statistics.fmean(wall),
+        median_ms=statistics.median(wall),
+        min_ms=min(wall),
+        max_ms=max(wall),
+        cpu_median_ms=statistics.median(cpu),
+        cpu_min_ms=min(cpu),
     )
 
 
@@ -1057,8 +1083,9 @@ def host_latency(
 
     Every model is warmed up, then the `num_runs` timed runs are split into `rounds`
     rounds that alternate between the models, so that a slow period of a shared machine
-    hits all of them alike. This is a relative measure on x86: LCE's ARM kernels only
-    run on the device (see `device_commands`).
+    hits all of them alike; the CPU time of every run is recorded too (see `Latency`).
+    This is a relative measure on x86: LCE's ARM kernels only run on the device (see
+    `device_commands`).
 
     # Arguments
         flatbuffers: `{name: .tflite bytes}`.

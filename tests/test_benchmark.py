@@ -77,7 +77,10 @@ def test_parser_reads_recorded_lce_benchmark_model_output_without_arm_device():
     row = lce.device_latency("quicknet", timings, where="device (adb)", num_threads=1)
     assert (row.mean_ms, row.min_ms, row.max_ms, row.runs) == (45.2105, 44.876, 46.02, 50)
     assert row.median_ms is None  # benchmark_model prints none
-    assert "| quicknet | device (adb) | 1 | lce_benchmark_model | 50 | - | 45.211 |" in row.row()
+    assert row.row() == (
+        "| quicknet | device (adb) | 1 | lce_benchmark_model | 50 | - | 45.211 | 44.876 "
+        "| 46.020 | - | - |"
+    )
 
 
 def test_parser_rejects_output_without_timings_and_quotes_it_without_arm_device():
@@ -191,7 +194,7 @@ def test_host_benchmark_cli_reports_median_min_max_and_kernel(tflite, tmp_path):
     report = tmp_path / "host.json"
     result = _benchmark(tflite, tflite, "--num_runs=4", "--warmup_runs=1", "--json", report)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "| median ms | mean ms | min ms | max ms |" in result.stdout
+    assert "| median ms | mean ms | min ms | max ms | CPU median ms | CPU min ms |" in result.stdout
     row, again = json.loads(report.read_text())
     assert (row["model"], again["model"]) == ("tiny", "tiny#2")
     assert row["kernel"] == "indirect_bgemm" and row["runs"] == 4 and row["num_threads"] == 1
@@ -217,6 +220,7 @@ def test_host_latency_runs_every_kernel_interleaved(tflite, kernel):
     for row in results.values():
         assert row.runs == 5 and row.kernel == kernel
         assert row.min_ms <= row.median_ms <= row.max_ms
+        assert 0 < row.cpu_min_ms <= row.cpu_median_ms
 
 
 def test_unknown_kernel_lists_the_valid_ones(tflite):
