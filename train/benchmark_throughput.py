@@ -1,0 +1,162 @@
+"""Training throughput (images/s) of EL-ResNet26 against the same net without EL.
+
+    python train/benchmark_throughput.py [--width 0.25] [--image_size 28] [--batch_size 128]
+
+Both models (default `el_resnet26` and `bireal_resnet26`, which is EL-ResNet26 without
+the Squeeze/Expand links) are built at the same width and input size and trained
+side by side in one process on the same synthetic batch, in alternating rounds so
+that a busy machine slows both alike. It prints each round, the median images/s of
+each model and their ratio, and the same per second of process CPU time, which
+other programs on a shared machine disturb far less than wall-clock time. The goal
+is EL costing at most 10 % of throughput.
+"""
+
+import os
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags, logging  # noqa: E402
+
+import el_larq  # noqa: E402,F401  (selects Keras 2 before TensorFlow loads)
+from el_larq import training, zoo  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", "el_resnet26", "The model with Elastic-Link.")
+flags.DEFINE_string("baseline", "bireal_resnet26", "The same net without Elastic-Link.")
+flags.DEFINE_float("width", 0.25, "Width multiplier of both models.")
+flags.DEFINE_integer("image_size", 28, "Input side.")
+flags.DEFINE_integer("channels", 1, "Input channels.")
+flags.DEFINE_integer("num_classes", 10, "Classes.")
+flags.DEFINE_integer("batch_size", 128, "Batch size.")
+flags.DEFINE_integer("steps", 20, "Training steps per round and model.")
+flags.DEFINE_integer("rounds", 5, "Alternating rounds.")
+flags.DEFINE_integer("warmup", 3, "Warm-up steps per model (after tracing).")
+flags.DEFINE_bool("jit_compile", False, "Compile the training steps with XLA.")
+flags.DEFINE_bool(
+    "scale_first_variant",
+    True,
+    "Also time an experimental EL variant that scales Expand's input by 1/gamma before "
+    "copying it (Ci instead of Co channels; identical output), to size that change.",
+)
+
+
+class _ScaleFirst:
+    """Patch `ElasticLink.call` while a model is built and traced: Expand scales first."""
+
+    def __enter__(self):
+        import tensorflow as tf
+
+        from el_larq.layers import ElasticLink
+
+        self.original = ElasticLink.call
+
+        def call(layer, inputs):
+            if layer.kind != "expand":
+                return self.original(layer, inputs)
+            x = inputs
+            if layer.strides > 1:
+                x = tf.nn.max_pool2d(x, layer.strides, layer.strides, padding="SAME")
+            x = x * tf.math.reciprocal(tf.cast(layer.gamma, x.dtype))
+            return layer._expand(x)
+
+        ElasticLink.call = call
+
+    def __exit__(self, *exc):
+        from el_larq.layers import ElasticLink
+
+        ElasticLink.call = self.original
+
+
+def _model(name: str):
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(0)
+    shape = (FLAGS.image_size, FLAGS.image_size, FLAGS.channels)
+    model = zoo.get_model(name, input_shape=shape, num_classes=FLAGS.num_classes, width=FLAGS.width)
+    training.compile_model(model, 1e-3, jit_compile=FLAGS.jit_compile)
+    return model
+
+
+class _Trainer:
+    """A compiled model's own train step, called directly: no per-call `fit` set-up."""
+
+    def __init__(self, model, dataset):
+        self.step = model.make_train_function()
+        self.iterator = iter(dataset)
+
+    def run(self, steps: int) -> tuple[float, float]:
+        """Wall-clock and process CPU seconds of `steps` training steps."""
+        wall, cpu = time.perf_counter(), time.process_time()
+        for _ in range(steps):
+            logs = self.step(self.iterator)
+        float(logs["loss"])  # wait for the last step
+        return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.ERROR)
+    import numpy as np
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    shape = (FLAGS.batch_size, FLAGS.image_size, FLAGS.image_size, FLAGS.channels)
+    images = rng.uniform(-0.5, 0.5, shape).astype(np.float32)
+    labels = rng.integers(0, FLAGS.num_classes, FLAGS.batch_size).astype(np.int32)
+    # One cached batch: the input pipeline costs nothing and both models see the same data.
+    dataset = tf.data.Dataset.from_tensors((images, labels)).repeat().prefetch(2)
+
+    names = [FLAGS.model, FLAGS.baseline]
+    trainers = {}
+    for name in names:
+        model = _model(name)
+        trainers[name] = _Trainer(model, dataset)
+        trainers[name].run(1 + FLAGS.warmup)  # trace + warm up
+        print(f"{name}: {model.count_params()} parameters, {len(model.layers)} layers")
+    if FLAGS.scale_first_variant:
+        variant = f"{FLAGS.model}[scale-first]"
+        with _ScaleFirst():  # the graph is traced inside, so the patch sticks to this model
+            trainers[variant] = _Trainer(_model(FLAGS.model), dataset)
+            trainers[variant].run(1 + FLAGS.warmup)
+        names.append(variant)
+    images = FLAGS.steps * FLAGS.batch_size
+    wall = {name: [] for name in names}
+    cpu = {name: [] for name in names}
+    for round_ in range(FLAGS.rounds):
+        for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+            seconds, cpu_seconds = trainers[name].run(FLAGS.steps)
+            wall[name].append(images / seconds)
+            cpu[name].append(images / cpu_seconds)
+        print(
+            f"round {round_ + 1}: "
+            + ", ".join(f"{n} {wall[n][-1]:.1f} img/s ({cpu[n][-1]:.1f} img/CPU-s)" for n in names)
+        )
+    print(
+        f"\nwidth {FLAGS.width}, input {FLAGS.image_size}x{FLAGS.image_size}x{FLAGS.channels}, "
+        f"batch {FLAGS.batch_size}, {FLAGS.rounds} rounds x {FLAGS.steps} steps, "
+        f"jit_compile={FLAGS.jit_compile}, TF {tf.__version__}, "
+        f"{os.cpu_count()} CPU(s), GPU: {bool(tf.config.list_physical_devices('GPU'))}"
+    )
+    medians = {name: statistics.median(wall[name]) for name in names}
+    cpu_medians = {name: statistics.median(cpu[name]) for name in names}
+    for name in names:
+        print(
+            f"{name:>28}: {medians[name]:8.1f} images/s (median), "
+            f"{cpu_medians[name]:8.1f} images per CPU-second"
+        )
+    base = FLAGS.baseline
+    for name in names:
+        if name != base:
+            ratio = medians[name] / medians[base]
+            cpu_ratio = cpu_medians[name] / cpu_medians[base]
+            print(
+                f"ratio {name} / {base} = {ratio:.3f} images/s "
+                f"(Elastic-Link costs {100 * (1 - ratio):.1f} % of training throughput); "
+                f"{cpu_ratio:.3f} per CPU-second ({100 * (1 - cpu_ratio):.1f} %)"
+            )
+
+
+if __name__ == "__main__":
+    app.run(main)
