@@ -223,10 +223,9 @@ def _basic_block(x: tf.Tensor, filters: int, strides: int, opts: dict, name: str
     return tf.keras.layers.Activation("relu", name=f"{name}_out")(y)
 
 
-def _resnet(
-    depth: int,
-    bottleneck: bool,
+def _application(
     name: str,
+    body: Callable[[tf.keras.layers.Layer, str, float], tf.Tensor],
     *,
     input_shape=None,
     input_tensor=None,
@@ -235,31 +234,34 @@ def _resnet(
     weights: str | None = None,
     width: float = 1.0,
     stem: str | None = None,
-    **opts: Any,
 ) -> tf.keras.Model:
-    """The one ResNet stack builder: stem, four stages of blocks, classifier."""
+    """The keras-applications scaffolding around a stack: input, `body`, head, weights."""
     inputs, x = _inputs(input_shape, input_tensor)
-    x = _stem(x, _scaled(64, width), _pick_stem(stem, x), 7, pool=True, binary=opts["binary"])
+    return _head(
+        body(x, _pick_stem(stem, x), width), inputs, include_top, num_classes, name, weights
+    )
+
+
+def _resnet(depth: int, bottleneck: bool, name: str, model_args: dict, **opts: Any):
+    """The one ResNet stack builder: stem, four stages of blocks, classifier."""
     block = _bottleneck_block if bottleneck else _basic_block
-    for stage, (blocks, filters) in enumerate(
-        zip(STAGE_BLOCKS[depth], STAGE_FILTERS, strict=True), 1
-    ):
-        for index in range(blocks):
-            strides = 2 if stage > 1 and index == 0 else 1
-            x = block(x, _scaled(filters, width), strides, opts, f"stage{stage}_block{index + 1}")
-    return _head(x, inputs, include_top, num_classes, name, weights)
+
+    def body(x, stem, width):
+        x = _stem(x, _scaled(64, width), stem, 7, pool=True, binary=opts["binary"])
+        stages = zip(STAGE_BLOCKS[depth], STAGE_FILTERS, strict=True)
+        for stage, (blocks, filters) in enumerate(stages, 1):
+            for index in range(blocks):
+                strides = 2 if stage > 1 and index == 0 else 1
+                name_ = f"stage{stage}_block{index + 1}"
+                x = block(x, _scaled(filters, width), strides, opts, name_)
+        return x
+
+    return _application(name, body, **model_args)
 
 
 def _mobilenet(
     name: str,
-    *,
-    input_shape=None,
-    input_tensor=None,
-    include_top: bool = True,
-    num_classes: int = 1000,
-    weights: str | None = None,
-    width: float = 1.0,
-    stem: str | None = None,
+    model_args: dict,
     binary: bool = True,
     el_depthwise: bool = True,
     el_pointwise: bool = True,
@@ -271,34 +273,45 @@ def _mobilenet(
         raise ValueError(
             f"relu_position must be 'branch', 'after_sum' or 'none', got {relu_position!r}."
         )
-    inputs, x = _inputs(input_shape, input_tensor)
-    x = _stem(x, _scaled(32, width), _pick_stem(stem, x), 3, pool=False, binary=binary)
-    for index, (filters, strides) in enumerate(MOBILENET_BLOCKS, 1):
-        relu = {
-            "branch": {"branch_activation": "relu"},
-            "after_sum": {"activation": "relu"},
-            "none": {},
-        }[relu_position if binary else "branch"]
-        unit = dict(binary=binary, gamma_trainable=gamma_trainable, **relu)
-        x = el_conv(
-            x,
-            None,
-            3,
-            strides,
-            depthwise=True,
-            elastic_link=binary and el_depthwise,
-            name=f"block{index}_depthwise",
-            **unit,
-        )
-        x = el_conv(
-            x,
-            _scaled(filters, width),
-            1,
-            elastic_link=binary and el_pointwise,
-            name=f"block{index}_pointwise",
-            **unit,
-        )
-    return _head(x, inputs, include_top, num_classes, name, weights)
+    relu = {
+        "branch": {"branch_activation": "relu"},
+        "after_sum": {"activation": "relu"},
+        "none": {},
+    }[relu_position if binary else "branch"]
+    unit = dict(binary=binary, gamma_trainable=gamma_trainable, **relu)
+
+    def body(x, stem, width):
+        x = _stem(x, _scaled(32, width), stem, 3, pool=False, binary=binary)
+        for index, (filters, strides) in enumerate(MOBILENET_BLOCKS, 1):
+            link = binary and el_depthwise
+            x = el_conv(
+                x,
+                None,
+                3,
+                strides,
+                depthwise=True,
+                elastic_link=link,
+                name=f"block{index}_depthwise",
+                **unit,
+            )
+            link = binary and el_pointwise
+            x = el_conv(
+                x,
+                _scaled(filters, width),
+                1,
+                elastic_link=link,
+                name=f"block{index}_pointwise",
+                **unit,
+            )
+        return x
+
+    return _application(name, body, **model_args)
+
+
+def _split_model_args(kwargs: dict) -> tuple[dict, dict]:
+    """(keras-applications arguments, stack switches) of a builder's keyword arguments."""
+    model_args = {k: kwargs.pop(k) for k in list(kwargs) if k in _MODEL_ARGS}
+    return model_args, kwargs
 
 
 def _bottleneck_opts(
@@ -354,10 +367,9 @@ _BOTTLENECK_DOC = """
 
 def _bottleneck_model(depth: int, name: str, defaults: dict, doc: str) -> Callable:
     def builder(**kwargs: Any) -> tf.keras.Model:
-        model_args = {k: kwargs.pop(k) for k in list(kwargs) if k in _MODEL_ARGS}
-        return _resnet(
-            depth, True, name, **model_args, **_bottleneck_opts(**{**defaults, **kwargs})
-        )
+        model_args, switches = _split_model_args(kwargs)
+        opts = _bottleneck_opts(**{**defaults, **switches})
+        return _resnet(depth, True, name, model_args, **opts)
 
     builder.__name__ = builder.__qualname__ = name
     builder.__doc__ = doc + _BOTTLENECK_DOC
@@ -417,8 +429,11 @@ _BIREAL_QUANTIZERS = {"input_quantizer": "approx_sign", "kernel_quantizer": "mag
 
 def _basic_model(depth: int, name: str, binary: bool, conv_kwargs: dict | None, doc: str):
     def builder(weight_scaling: bool = False, **kwargs: Any) -> tf.keras.Model:
+        model_args, unknown = _split_model_args(kwargs)
+        if unknown:
+            raise TypeError(f"{name}() got unexpected keyword arguments {sorted(unknown)}")
         opts = dict(binary=binary, weight_scaling=weight_scaling, conv_kwargs=conv_kwargs)
-        return _resnet(depth, False, name, **kwargs, **opts)
+        return _resnet(depth, False, name, model_args, **opts)
 
     builder.__name__ = builder.__qualname__ = name
     builder.__doc__ = doc + _BASIC_DOC
@@ -474,7 +489,8 @@ def el_mobilenet(**kwargs: Any) -> tf.keras.Model:
         model = el_mobilenet(input_shape=(28, 28, 1), num_classes=10, width=0.25)
         ```
     """
-    return _mobilenet(kwargs.pop("name", "el_mobilenet"), **kwargs)
+    model_args, switches = _split_model_args(kwargs)
+    return _mobilenet("el_mobilenet", model_args, **switches)
 
 
 def binary_mobilenet(**kwargs: Any) -> tf.keras.Model:
@@ -484,14 +500,15 @@ def binary_mobilenet(**kwargs: Any) -> tf.keras.Model:
     no ReLU (`relu_position="none"`): with a ReLU and no pointwise link, every input
     of the next sign would be >= 0. Arguments as `el_mobilenet`.
     """
-    return _mobilenet(
-        "binary_mobilenet", **{"el_pointwise": False, "relu_position": "none", **kwargs}
-    )
+    model_args, switches = _split_model_args(kwargs)
+    switches = {"el_pointwise": False, "relu_position": "none", **switches}
+    return _mobilenet("binary_mobilenet", model_args, **switches)
 
 
 def mobilenet(**kwargs: Any) -> tf.keras.Model:
     """Full-precision MobileNet v1 (70.6 %). Arguments as `el_mobilenet`."""
-    return _mobilenet("mobilenet", **{**kwargs, "binary": False})
+    model_args, switches = _split_model_args(kwargs)
+    return _mobilenet("mobilenet", model_args, **{**switches, "binary": False})
 
 
 MODELS: dict[str, Callable[..., tf.keras.Model]] = {

@@ -18,32 +18,21 @@ RNG = np.random.default_rng(0)
 
 
 # ---------------------------------------------------------------- NumPy references
-def np_max_pool_same(x: np.ndarray, s: int) -> np.ndarray:
-    """s x s / stride s max-pool, "same": windows are clipped at the bottom/right border."""
+def np_pool_same(x: np.ndarray, s: int, reduce=np.max) -> np.ndarray:
+    """s x s / stride s pooling, "same": border windows reduce over their valid cells only."""
     b, h, w, c = x.shape
     ho, wo = math.ceil(h / s), math.ceil(w / s)
     out = np.empty((b, ho, wo, c), x.dtype)
     for i in range(ho):
         for j in range(wo):
-            out[:, i, j] = x[:, i * s : i * s + s, j * s : j * s + s].max(axis=(1, 2))
-    return out
-
-
-def np_avg_pool_same(x: np.ndarray, s: int) -> np.ndarray:
-    """s x s / stride s average-pool, "same": border windows average their valid cells."""
-    b, h, w, c = x.shape
-    ho, wo = math.ceil(h / s), math.ceil(w / s)
-    out = np.empty((b, ho, wo, c), x.dtype)
-    for i in range(ho):
-        for j in range(wo):
-            out[:, i, j] = x[:, i * s : i * s + s, j * s : j * s + s].mean(axis=(1, 2))
+            out[:, i, j] = reduce(x[:, i * s : i * s + s, j * s : j * s + s], axis=(1, 2))
     return out
 
 
 def np_sei(x: np.ndarray, co: int, strides: int = 1, pool: str = "max") -> np.ndarray:
     """Squeeze / Expand / Identity of DESIGN.md section 2, divided by the initial gamma."""
     if strides > 1:
-        x = (np_max_pool_same if pool == "max" else np_avg_pool_same)(x, strides)
+        x = np_pool_same(x, strides, np.max if pool == "max" else np.mean)
     ci = x.shape[-1]
     if ci == co:
         return x
