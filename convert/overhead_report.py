@@ -242,9 +242,9 @@ def main(argv: list[str]) -> int:
     )
     results = _convert_all()
     if FLAGS.save_dir:
+        stems = {**MODELS, **FLOAT, VARIANT: "el_resnet50_scale_before_expand"}
         for label, result in results.items():
-            name = label.lower().replace(" ", "_").replace(",", "").replace("/", "_")
-            path = Path(FLAGS.save_dir) / f"{name}_{FLAGS.image_size}.tflite"
+            path = Path(FLAGS.save_dir) / f"{stems[label]}_{FLAGS.image_size}.tflite"
             lce.write_atomic(path, result["flatbuffer"])
     latency = lce.host_latency(
         {label: result["flatbuffer"] for label, result in results.items()},

@@ -1,6 +1,7 @@
 """convert/to_lce.py as a user runs it: real subprocesses, real converter and interpreter."""
 
 import concurrent.futures
+import fcntl
 import json
 import os
 import subprocess
@@ -81,7 +82,7 @@ def _inputs(root: Path) -> dict[str, Path]:
 
 def _cases(models: dict[str, Path], out: Path) -> dict[str, list]:
     for name in ("grouped", "fashion", "strict", "float", "mismatch", "bad", "unwritable"):
-        (out / name).mkdir()
+        (out / name).mkdir(exist_ok=True)
     (out / "unwritable" / "a_file").write_text("")
     bad = out / "bad" / "model.h5"
     bad.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 64)  # an HDF5 signature and no body
@@ -101,21 +102,43 @@ def _cases(models: dict[str, Path], out: Path) -> dict[str, list]:
     }
 
 
-@pytest.fixture(scope="module")
-def cli(tmp_path_factory):
-    """Every CLI run of this file, two at a time (each spends seconds importing TensorFlow).
-
-    Loading errors that need no conversion (not a model, unknown layer class, Lambda,
-    weights-only file, ...) have the same CLI path and are tested in-process in
-    test_lce.py.
-    """
-    models = _inputs(tmp_path_factory.mktemp("models"))
-    out = tmp_path_factory.mktemp("out")
+def _run_all(root: Path) -> None:
+    models = _inputs(root / "models")
+    out = root / "out"
     cases = _cases(models, out)
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         futures = {name: pool.submit(run, *args) for name, args in cases.items()}
         results = {name: future.result() for name, future in futures.items()}
-    return results, out
+    saved = {name: [r.returncode, r.stdout, r.stderr] for name, r in results.items()}
+    (root / "results.json").write_text(json.dumps(saved))
+
+
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory):
+    """Every CLI run of this file, two at a time (each spends seconds importing TensorFlow).
+
+    Run once per test session, also when pytest-xdist spreads this file's tests over
+    several workers: the first worker runs them under a lock in the directory the
+    workers share, the others read its results. Loading errors that need no conversion
+    (not a model, unknown layer class, Lambda, weights-only file, ...) take the same CLI
+    path and are tested in-process in test_lce.py.
+    """
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # shared by all workers of this session
+    root = base / "convert_cli"
+    with open(base / "convert_cli.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / "results.json").exists():
+            (root / "models").mkdir(parents=True, exist_ok=True)
+            (root / "out").mkdir(exist_ok=True)
+            _run_all(root)
+    saved = json.loads((root / "results.json").read_text())
+    results = {
+        name: subprocess.CompletedProcess([name], code, stdout, stderr)
+        for name, (code, stdout, stderr) in saved.items()
+    }
+    return results, root / "out"
 
 
 # ---------------------------------------------------------------- success
