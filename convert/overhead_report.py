@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from el_larq.layers import ElasticLink  # noqa: E402
+from el_larq.layers import BinaryConv2D, ElasticLink  # noqa: E402
 from el_larq.zoo import get_model  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -47,6 +47,13 @@ flags.DEFINE_bool(
     "Also time EL-ResNet50 with 1/gamma applied to the Ci-channel input of each Expand link "
     "instead of to its Co-channel output (same math, g times fewer multiplies): a proposed "
     "change to ElasticLink, patched into this process only.",
+)
+
+flags.DEFINE_bool(
+    "units",
+    False,
+    "Instead of the whole models, time single bottleneck units at ResNet50 stage-1 size "
+    "(56x56, 64 <-> 256 channels) with each way of lowering the Expand link.",
 )
 
 MODELS = {"EL-ResNet50": "el_resnet50", "Bi-Real-ResNet50": "bireal_resnet50"}
@@ -229,9 +236,68 @@ def _report(results: dict[str, dict], latency: dict[str, lce.Latency]) -> dict:
     return ratios
 
 
+def _expand_unit(variant: str) -> tf.keras.Model:
+    """BinaryConv2D 64 -> 256 + BN at 56x56, plus one way of adding the Expand link.
+
+    * `none`: no link (Bi-Real's expand conv);
+    * `concat`: `ElasticLink` as it is: CONCATENATION of 4 copies, MUL by 1/gamma, ADD;
+    * `scale_first`: MUL by 1/gamma on the 64 input channels, then CONCATENATION, ADD;
+    * `broadcast`: MUL on the 64 input channels, then a broadcasting ADD onto the conv
+      output viewed as (56, 56, 4, 64): no 256-channel copy at all.
+
+    All but `none` compute the same values: output channel c gets input channel c mod 64.
+    """
+    inputs = tf.keras.Input((56, 56, 64))
+    y = BinaryConv2D(256, 1)(inputs)
+    y = tf.keras.layers.BatchNormalization()(y)
+    scale = 0.25  # 1/gamma at its initial value
+    if variant == "concat":
+        y = y + tf.concat([inputs] * 4, axis=-1) * scale
+    elif variant == "scale_first":
+        y = y + tf.concat([inputs * scale] * 4, axis=-1)
+    elif variant == "broadcast":
+        grouped = tf.reshape(y, (-1, 56, 56, 4, 64)) + tf.reshape(
+            inputs * scale, (-1, 56, 56, 1, 64)
+        )
+        y = tf.reshape(grouped, (-1, 56, 56, 256))
+    return tf.keras.Model(inputs, y)
+
+
+def _units() -> None:
+    variants = ("none", "concat", "scale_first", "broadcast")
+    models = {variant: _expand_unit(variant) for variant in variants}
+    reference = models["concat"]
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 56, 56, 64)).astype(np.float32)
+    for variant in variants[2:]:
+        models[variant].set_weights(reference.get_weights())
+        np.testing.assert_allclose(models[variant](x), reference(x), rtol=1e-6, atol=1e-6)
+    flatbuffers = {}
+    for variant, model in models.items():
+        flatbuffers[variant], _ = lce.convert(model)
+        print(f"{variant}: {dict(lce.op_counts(flatbuffers[variant]))}")
+    latency = lce.host_latency(
+        flatbuffers,
+        num_runs=FLAGS.num_runs,
+        warmup_runs=FLAGS.warmup_runs,
+        num_threads=FLAGS.num_threads,
+        kernel=FLAGS.kernel,
+        xnnpack=FLAGS.xnnpack,
+        rounds=FLAGS.rounds,
+    )
+    print(lce.LATENCY_HEADER)
+    print("\n".join(row.row() for row in latency.values()))
+    base = latency["none"].cpu_median_ms
+    for variant in variants[1:]:
+        extra = latency[variant].cpu_median_ms - base
+        print(f"{variant}: link costs {extra:.3f} ms CPU ({extra / base:+.1%} of the unit)")
+
+
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if FLAGS.units:
+        _units()
+        return 0
     if FLAGS.json:
         lce.check_writable(FLAGS.json)
     print(
