@@ -219,6 +219,16 @@ def test_lambda_in_a_saved_model_is_refused(tmp_path):
         lce.load_model(tmp_path / "sm")
 
 
+def test_keras_archive_loads_and_its_lambda_is_refused(tmp_path):
+    _small_model().save(tmp_path / "good.keras")
+    assert lce.load_model(tmp_path / "good.keras").count_params() == _small_model().count_params()
+    inputs = tf.keras.Input((8, 8, 32))
+    x = tf.keras.layers.Lambda(lambda t: t * 2, name="doubler")(inputs)
+    tf.keras.Model(inputs, x).save(tmp_path / "lambda.keras")
+    with pytest.raises(lce.DeploymentError, match="Lambda layer\\(s\\) doubler"):
+        lce.load_model(tmp_path / "lambda.keras")
+
+
 class Unregistered(tf.keras.layers.Layer):
     def call(self, x):
         return x
