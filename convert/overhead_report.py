@@ -12,7 +12,6 @@ float over EL: latency, size). Host latency is LCE's Python interpreter on this 
 a relative measure; ARM64 numbers need lce_benchmark_model (convert/benchmark.py).
 """
 
-import contextlib
 import dataclasses
 import os
 import sys
@@ -28,7 +27,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from el_larq.layers import BinaryConv2D, ElasticLink  # noqa: E402
+from el_larq.layers import BinaryConv2D  # noqa: E402
+from el_larq.summary import model_summary  # noqa: E402
 from el_larq.zoo import get_model  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -42,14 +42,6 @@ flags.DEFINE_bool("xnnpack", False, "Run float ops through TFLite's XNNPACK dele
 flags.DEFINE_string("json", None, "Also write the numbers as JSON to this path.")
 flags.DEFINE_string("save_dir", None, "Also keep the .tflite files in this directory.")
 flags.DEFINE_bool(
-    "scale_before_expand",
-    False,
-    "Also time EL-ResNet50 with 1/gamma applied to the Ci-channel input of each Expand link "
-    "instead of to its Co-channel output (same math, g times fewer multiplies): a proposed "
-    "change to ElasticLink, patched into this process only.",
-)
-
-flags.DEFINE_bool(
     "units",
     False,
     "Instead of the whole models, time single bottleneck units at ResNet50 stage-1 size "
@@ -60,68 +52,20 @@ MODELS = {"EL-ResNet50": "el_resnet50", "Bi-Real-ResNet50": "bireal_resnet50"}
 FLOAT = {"ResNet50 (float)": "resnet50"}
 
 
-VARIANT = "EL-ResNet50, 1/gamma before Expand"
-
-
 def _build(name: str):
     size = FLAGS.image_size
     return get_model(name, input_shape=(size, size, 3), num_classes=1000, stem="imagenet")
 
 
-@contextlib.contextmanager
-def _scale_before_expand():
-    """Patch `ElasticLink.call` so that Expand scales its input, not its output.
-
-    `concat([x] * g) * c == concat([x * c] * g)` element for element, so the model
-    computes the same values with a MUL over `Ci` instead of `Co = g * Ci` channels.
-    """
-    original = ElasticLink.call
-
-    def call(self, inputs):
-        if self.kind != "expand":
-            return original(self, inputs)
-        scale = tf.math.reciprocal(tf.cast(self.gamma, inputs.dtype))
-        saved, self._kind = self._kind, "identity"  # the pooling part of call only
-        try:
-            x = original(self, inputs)
-        finally:
-            self._kind = saved
-        return self._expand(x * scale)
-
-    ElasticLink.call = call
-    try:
-        yield
-    finally:
-        ElasticLink.call = original
-
-
-def _variant_model(reference: tf.keras.Model) -> tf.keras.Model:
-    with _scale_before_expand():
-        model = _build("el_resnet50")
-    model.set_weights(reference.get_weights())
-    x = np.random.default_rng(0).uniform(-1, 1, (1, *reference.input_shape[1:]))
-    np.testing.assert_allclose(model(x).numpy(), reference(x).numpy(), rtol=1e-5, atol=1e-6)
-    return model
-
-
 def _convert_all() -> dict[str, dict]:
     results = {}
-    models = {}
-    names = {**MODELS, **FLOAT}
-    if FLAGS.scale_before_expand:
-        names[VARIANT] = None
-    for label, name in names.items():
-        if name is None:
-            model = _variant_model(models["EL-ResNet50"])
-            with _scale_before_expand():
-                flatbuffer, messages = lce.convert(model)
-        else:
-            model = models[label] = _build(name)
-            flatbuffer, messages = lce.convert(model)
+    for label, name in {**MODELS, **FLOAT}.items():
+        model = _build(name)
+        flatbuffer, messages = lce.convert(model)
         report = lce.census(model, flatbuffer, messages)
         results[label] = {
             "flatbuffer": flatbuffer,
-            "flops": lce.model_flops(model),
+            "flops": model_summary(model),
             "size": lce.size_report(model, flatbuffer),
             "census": report,
             "weight_bytes": lce.weight_bytes(flatbuffer),
@@ -184,23 +128,6 @@ def _report(results: dict[str, dict], latency: dict[str, lce.Latency]) -> dict:
         "latency_float_over_el": latency[fp].median_ms / latency[el].median_ms,
         "size_float_over_el": len(results[fp]["flatbuffer"]) / len(results[el]["flatbuffer"]),
     }
-    rows = []
-    if VARIANT in results:
-        variant, base = latency[VARIANT], latency[bireal]
-        ratios["latency_variant_over_bireal"] = variant.median_ms / base.median_ms
-        ratios["cpu_variant_over_bireal"] = variant.cpu_median_ms / base.cpu_median_ms
-        rows += [
-            [
-                "EL (1/gamma before Expand) / Bi-Real median latency",
-                f"{ratios['latency_variant_over_bireal']:.4f}",
-                "goal <= 1.02",
-            ],
-            [
-                "EL (1/gamma before Expand) / Bi-Real median CPU time",
-                f"{ratios['cpu_variant_over_bireal']:.4f}",
-                "goal <= 1.02",
-            ],
-        ]
     print("\n## Ratios\n")
     print(
         _table(
@@ -229,7 +156,6 @@ def _report(results: dict[str, dict], latency: dict[str, lce.Latency]) -> dict:
                     "goal >= 1.5",
                 ],
                 ["float / EL tflite size", f"{ratios['size_float_over_el']:.2f}", "goal >= 8"],
-                *rows,
             ],
         )
     )
@@ -308,7 +234,7 @@ def main(argv: list[str]) -> int:
     )
     results = _convert_all()
     if FLAGS.save_dir:
-        stems = {**MODELS, **FLOAT, VARIANT: "el_resnet50_scale_before_expand"}
+        stems = {**MODELS, **FLOAT}
         for label, result in results.items():
             path = Path(FLAGS.save_dir) / f"{stems[label]}_{FLAGS.image_size}.tflite"
             lce.write_atomic(path, result["flatbuffer"])

@@ -68,7 +68,7 @@ class ElasticLink(tf.keras.layers.Layer):
 
     Squeeze and Expand are divided by one learnable scalar gamma initialised to
     `g` (eq. 5). The division is written as a multiplication by `1 / gamma`, which
-    TFLite folds into a single MUL by a constant.
+    TFLite folds into a single MUL by a constant, on the side with fewer channels.
 
     # Arguments
         filters: Integer, the output channels `Co` of the convolution this link
@@ -167,8 +167,12 @@ class ElasticLink(tf.keras.layers.Layer):
             x = pool(x, self.strides, self.strides, padding="SAME")
         if self._kind == "identity":
             return x
-        x = self._squeeze(x) if self._kind == "squeeze" else self._expand(x)
-        return x * tf.math.reciprocal(tf.cast(self.gamma, x.dtype))
+        inverse_gamma = tf.math.reciprocal(tf.cast(self.gamma, x.dtype))
+        # 1/gamma goes on the narrow side: after Squeeze's sum, before Expand's copies
+        # (Ci instead of Co values: ~10 % of EL's training-time cost, docs/training.md).
+        if self._kind == "squeeze":
+            return self._squeeze(x) * inverse_gamma
+        return self._expand(x * inverse_gamma)
 
     def compute_output_shape(self, input_shape: tf.TensorShape) -> tf.TensorShape:
         input_shape = _check_4d(type(self).__name__, input_shape)

@@ -10,7 +10,7 @@ do lives here as small functions, so that scripts and notebooks can use them too
 * `census`: which Keras layer became which flatbuffer op: binarized standard convs must
   be `LceBconv2d`; float fallbacks are named.
 * `verify`: Keras against LCE's interpreter on the same inputs.
-* `size_report`, `weight_bytes`, `model_flops`: what the flatbuffer holds and costs.
+* `size_report`, `weight_bytes`: what the flatbuffer holds (FLOPs: `el_larq.summary`).
 * `host_latency`, `device_commands`, `run_device_benchmark`, `parse_benchmark_output`:
   latency here, or on an ARM device through LCE's `lce_benchmark_model`.
 * `write_atomic`: a file is either completely written or not there at all.
@@ -24,7 +24,6 @@ import collections
 import contextlib
 import dataclasses
 import json
-import math
 import os
 import platform
 import re
@@ -43,8 +42,6 @@ import larq_compute_engine as lce
 import numpy as np
 import tensorflow as tf
 from larq_compute_engine.mlir.python import tflite_schema
-
-from el_larq.layers import ElasticLink
 
 __all__ = [
     "Census",
@@ -67,7 +64,7 @@ __all__ = [
     "layer_kind",
     "load_model",
     "make_interpreter",
-    "model_flops",
+    "walk_layers",
     "op_counts",
     "parse_benchmark_output",
     "random_inputs",
@@ -479,10 +476,11 @@ def _is_binary(quantizer: Any) -> bool:
     )
 
 
-def _walk_layers(model: tf.keras.Model) -> Iterator[tf.keras.layers.Layer]:
+def walk_layers(model: tf.keras.Model) -> Iterator[tf.keras.layers.Layer]:
+    """Every layer of `model`, nested models flattened."""
     for layer in model.layers:
         if isinstance(layer, tf.keras.Model):
-            yield from _walk_layers(layer)
+            yield from walk_layers(layer)
         else:
             yield layer
 
@@ -678,7 +676,7 @@ def census(
         ```
     """
     kinds = collections.defaultdict(list)
-    for layer in _walk_layers(model):
+    for layer in walk_layers(model):
         kind = layer_kind(layer)
         if kind:
             kinds[kind].append(layer)
@@ -855,7 +853,7 @@ def untrained_batchnorms(model: tf.keras.Model) -> list[str]:
         ```
     """
     names = []
-    for layer in _walk_layers(model):
+    for layer in walk_layers(model):
         if isinstance(layer, tf.keras.layers.BatchNormalization):
             mean, variance = layer.moving_mean.numpy(), layer.moving_variance.numpy()
             if not mean.any() and np.all(variance == 1):
@@ -930,45 +928,6 @@ def size_report(model: tf.keras.Model, flatbuffer: bytes) -> dict[str, float]:
         "flatbuffer_bytes": len(flatbuffer),
         "float32_bytes": float_bytes,
         "ratio": float_bytes / len(flatbuffer),
-    }
-
-
-def _el_elementwise_ops(model: tf.keras.Model) -> int:
-    """Float ops of the Elastic-Link shortcuts: 1/gamma MUL and the EL ADD per output value.
-
-    Squeeze sums and Expand copies are "address mapping" in the paper and not counted.
-    """
-    total = 0
-    for layer in _walk_layers(model):
-        if isinstance(layer, ElasticLink):
-            values = math.prod(layer.output_shape[1:])
-            total += values * (2 if layer.kind != "identity" else 1)
-    return total
-
-
-def model_flops(model: tf.keras.Model) -> dict[str, float]:
-    """MACs by precision and FLOPs as in Bi-Real Net (Liu et al. 2018), which the paper uses.
-
-    `FLOPs = float MACs + binary MACs / 64 + Elastic-Link element-wise ops`. MACs come
-    from `larq.models.ModelProfile`.
-
-    # Returns
-        `{"binary_macs", "float_macs", "el_ops", "flops"}`.
-
-    # Example
-        ```python
-        print(model_flops(el_larq.zoo.el_resnet50())["flops"] / 1e6, "M FLOPs")
-        ```
-    """
-    profile = lq.models.ModelProfile(model)
-    binary = profile.op_count("mac", 1)
-    total = profile.op_count("mac")
-    el_ops = _el_elementwise_ops(model)
-    return {
-        "binary_macs": binary,
-        "float_macs": total - binary,
-        "el_ops": el_ops,
-        "flops": total - binary + binary / 64 + el_ops,
     }
 
 

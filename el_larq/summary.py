@@ -18,42 +18,31 @@ __all__ = ["gamma_report", "model_summary", "plot_gamma_report"]
 BINARY_MACS_PER_FLOP = 64
 
 
-def _is_binary(quantizer: Any) -> bool:
-    return getattr(quantizer, "precision", None) == 1
-
-
-def _is_binary_conv(layer: tf.keras.layers.Layer, depthwise: bool) -> bool:
-    cls = lq.layers.QuantDepthwiseConv2D if depthwise else lq.layers.QuantConv2D
-    kernel = "depthwise_quantizer" if depthwise else "kernel_quantizer"
-    return (
-        isinstance(layer, cls)
-        and _is_binary(layer.input_quantizer)
-        and _is_binary(getattr(layer, kernel, None))
-    )
-
-
 def _pixels(layer: tf.keras.layers.Layer) -> int:
     return int(np.prod(layer.output_shape[1:-1]))
 
 
-def _link_ops(link: ElasticLink) -> int:
-    """Element-wise ops of one link: the EL add, 1/gamma, and Squeeze's chunk sums."""
+def _link_ops(link: ElasticLink) -> tuple[int, int]:
+    """(paper-counted ops, Squeeze's chunk sums) of one link.
+
+    The paper counts the EL add and the 1/gamma multiply per output value and calls
+    Squeeze/Expand "address mapping"; Squeeze's g - 1 adds per output are real float
+    work all the same, so they are counted, separately.
+    """
     outputs = _pixels(link) * link.filters
-    ops = outputs  # the add into BN(BinConv(x))
-    if link.kind != "identity":
-        ops += outputs  # 1 / gamma
-    if link.kind == "squeeze":
-        ops += (link.groups - 1) * outputs
-    return ops
+    paper = outputs * (1 if link.kind == "identity" else 2)
+    return paper, (link.groups - 1) * outputs if link.kind == "squeeze" else 0
 
 
 def model_summary(model: tf.keras.Model) -> dict[str, Any]:
     """Counts of an el_larq model: binarized convs, EL modules, gamma, parameters, MACs.
 
     MACs come from `larq.models.ModelProfile` (convs and dense layers). `el_ops`
-    counts the element-wise work that Elastic-Link adds (the add, the 1/gamma
-    multiply and Squeeze's chunk sums); `flops` follows Bi-Real Net's convention
-    (binary MACs / 64 + float MACs + `el_ops`), which the paper's "+2.6 %" uses.
+    counts the element-wise work the paper charges to Elastic-Link (the add and the
+    1/gamma multiply per output value), `squeeze_ops` Squeeze's chunk sums; `flops`
+    follows Bi-Real Net's convention (binary MACs / 64 + float MACs + `el_ops`), as
+    the paper's "+2.6 %" does. Layer kinds are `el_larq.lce.layer_kind`'s: how LCE
+    will treat each layer.
 
     # Arguments
         model: A built `tf.keras.Model`.
@@ -61,7 +50,8 @@ def model_summary(model: tf.keras.Model) -> dict[str, Any]:
     # Returns
         A dict with `binary_convs`, `binary_depthwise_convs` (not accelerated by
         LCE), `float_convs`, `el_modules` (by kind), `gammas`, `params`,
-        `binary_macs`, `float_macs`, `binary_mac_ratio`, `el_ops`, `flops`.
+        `binary_macs`, `float_macs`, `binary_mac_ratio`, `el_ops`, `squeeze_ops`,
+        `flops`.
 
     # Example
         ```python
@@ -69,23 +59,25 @@ def model_summary(model: tf.keras.Model) -> dict[str, Any]:
         print(model_summary(el_resnet26())["gammas"])
         ```
     """
-    layers = [layer for layer in model._flatten_layers(include_self=False)]
+    from el_larq.lce import layer_kind, walk_layers
+
+    layers = list(walk_layers(model))
+    kinds = [layer_kind(layer) for layer in layers]
     links = [layer for layer in layers if isinstance(layer, ElasticLink)]
     profile = lq.models.ModelProfile(model)
     binary_macs = profile.op_count("mac", 1)
     float_macs = profile.op_count("mac") - binary_macs
-    el_ops = sum(_link_ops(link) for link in links)
+    link_ops = [_link_ops(link) for link in links]
+    el_ops = sum(paper for paper, _ in link_ops)
     float_convs = [
         layer
-        for layer in layers
-        if isinstance(layer, tf.keras.layers.Conv2D | tf.keras.layers.DepthwiseConv2D)
-        and not _is_binary_conv(layer, depthwise=False)
-        and not _is_binary_conv(layer, depthwise=True)
+        for layer, kind in zip(layers, kinds, strict=True)
+        if kind == "float" and not isinstance(layer, tf.keras.layers.Dense)
     ]
     return {
         "name": model.name,
-        "binary_convs": sum(_is_binary_conv(layer, False) for layer in layers),
-        "binary_depthwise_convs": sum(_is_binary_conv(layer, True) for layer in layers),
+        "binary_convs": kinds.count("binary"),
+        "binary_depthwise_convs": kinds.count("binary_depthwise"),
         "float_convs": len(float_convs),
         "el_modules": {
             kind: sum(link.kind == kind for link in links)
@@ -97,6 +89,7 @@ def model_summary(model: tf.keras.Model) -> dict[str, Any]:
         "float_macs": float_macs,
         "binary_mac_ratio": binary_macs / max(binary_macs + float_macs, 1),
         "el_ops": el_ops,
+        "squeeze_ops": sum(squeeze for _, squeeze in link_ops),
         "flops": binary_macs / BINARY_MACS_PER_FLOP + float_macs + el_ops,
     }
 
@@ -120,7 +113,9 @@ def gamma_report(model: tf.keras.Model) -> list[dict[str, Any]]:
         ```
     """
     report = []
-    for layer in model._flatten_layers(include_self=False):
+    from el_larq.lce import walk_layers
+
+    for layer in walk_layers(model):
         if isinstance(layer, ElasticLink) and layer.gamma is not None:
             value = float(layer.gamma.numpy())
             report.append(
@@ -197,16 +192,17 @@ def summary_table(names: list[str] | None = None, input_shape=(224, 224, 3)) -> 
     from el_larq.zoo import MODELS
 
     rows = [
-        "| model | params (M) | binary MACs (M) | float MACs (M) | binary-MAC ratio | EL ops (M) "
-        "| FLOPs, Bi-Real convention (M) | gamma |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| model | params (M) | binary MACs (M) | float MACs (M) | binary-MAC ratio "
+        "| EL ops (M) | Squeeze sums (M) | FLOPs, Bi-Real convention (M) | gamma |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name in names or list(MODELS):
         s = model_summary(MODELS[name](input_shape=input_shape))
         rows.append(
             f"| {name} | {s['params'] / 1e6:.2f} | {s['binary_macs'] / 1e6:.0f} "
             f"| {s['float_macs'] / 1e6:.0f} | {s['binary_mac_ratio']:.3f} "
-            f"| {s['el_ops'] / 1e6:.2f} | {s['flops'] / 1e6:.0f} | {s['gammas']} |"
+            f"| {s['el_ops'] / 1e6:.2f} | {s['squeeze_ops'] / 1e6:.2f} | {s['flops'] / 1e6:.0f} "
+            f"| {s['gammas']} |"
         )
         tf.keras.backend.clear_session()
     return "\n".join(rows)

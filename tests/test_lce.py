@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from el_larq import lce
 from el_larq.layers import BinaryConv2D, el_conv
+from el_larq.summary import model_summary
 from el_larq.zoo import get_model
 
 RNG = np.random.default_rng(0)
@@ -23,7 +24,7 @@ def trained_like(model: tf.keras.Model, seed: int = 0) -> tf.keras.Model:
     `lce.untrained_batchnorms`); a trained model has no such ties.
     """
     rng = np.random.default_rng(seed)
-    for layer in lce._walk_layers(model):
+    for layer in lce.walk_layers(model):
         if isinstance(layer, tf.keras.layers.BatchNormalization):
             shape = layer.moving_mean.shape
             layer.set_weights(
@@ -100,7 +101,7 @@ def test_zoo_model_converts_with_census_and_verification_passing(name):
     model = trained_like(get_model(name, input_shape=(16, 16, 3), num_classes=10, width=0.25))
     flatbuffer, messages = lce.convert(model)
     report = lce.census(model, flatbuffer, messages)
-    binary = [layer for layer in lce._walk_layers(model) if lce.layer_kind(layer) == "binary"]
+    binary = [layer for layer in lce.walk_layers(model) if lce.layer_kind(layer) == "binary"]
     assert not report.fallback
     assert sorted(report.accelerated) == sorted(layer.name for layer in binary)
     assert report.ops["LceBconv2d"] == len(binary) > 0
@@ -142,7 +143,7 @@ def test_size_report_compares_with_float32_weights(mixed):
 
 def test_model_flops_counts_binary_macs_at_one_64th(mixed):
     model, _, _ = mixed
-    flops = lce.model_flops(model)
+    flops = model_summary(model)
     assert flops["binary_macs"] > 0 and flops["float_macs"] > 0
     expected = flops["float_macs"] + flops["binary_macs"] / 64 + flops["el_ops"]
     assert flops["flops"] == pytest.approx(expected)
