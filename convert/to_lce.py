@@ -39,7 +39,7 @@ flags.DEFINE_string("data_dir", None, "Dataset directory for --dataset.")
 flags.DEFINE_float(
     "rtol",
     lce.DEFAULT_RTOL,
-    "Verification: max |keras - lce| must be <= rtol * max |keras output|.",
+    "Verification: mean |keras - lce| must be <= rtol * max |keras output|.",
 )
 flags.DEFINE_float(
     "min_top1",

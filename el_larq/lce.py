@@ -735,7 +735,10 @@ def format_census(report: Census) -> str:
 # ---------------------------------------------------------------- verification
 # Documented in docs/deployment.md. Keras and LCE sum float32 in different orders, so a
 # value within ~1e-6 of zero can take the other sign in the next binary layer; in a
-# deep BNN a few such flips move the logits by about 1e-3 of their range.
+# deep BNN a few such flips move the logits by about 1e-3 of their range, and on real
+# images a flip early in the net can move one image's outputs a lot. So the gate is the
+# MEAN difference (a wrong conversion moves every output) and the top-1 agreement; the
+# max difference is reported, not gated.
 DEFAULT_RTOL = 1e-2
 DEFAULT_MIN_TOP1 = 0.95
 
@@ -750,7 +753,7 @@ class Verification:
         mean_abs: Mean absolute difference.
         scale: Largest absolute Keras output value (what `rtol` is relative to).
         top1_agreement: Fraction of inputs with the same arg-max (None: not a classifier).
-        rtol: Tolerance: `max_abs <= rtol * scale` must hold.
+        rtol: Tolerance: `mean_abs <= rtol * scale` must hold.
         min_top1: Tolerance: `top1_agreement >= min_top1` must hold.
     """
 
@@ -765,7 +768,7 @@ class Verification:
     @property
     def passed(self) -> bool:
         """Whether both tolerances hold."""
-        close = self.max_abs <= self.rtol * max(self.scale, 1e-6)
+        close = self.mean_abs <= self.rtol * max(self.scale, 1e-6)
         agree = self.top1_agreement is None or self.top1_agreement >= self.min_top1
         return close and agree
 
@@ -774,9 +777,9 @@ class Verification:
         top1 = "n/a" if self.top1_agreement is None else f"{self.top1_agreement:.1%}"
         verdict = "PASS" if self.passed else "FAIL"
         return (
-            f"verification on {self.samples} inputs: max |diff| {self.max_abs:.3g} "
+            f"verification on {self.samples} inputs: mean |diff| {self.mean_abs:.3g} "
             f"(limit {self.rtol:g} x max |output| {self.scale:.3g} = "
-            f"{self.rtol * self.scale:.3g}), mean |diff| {self.mean_abs:.3g}, "
+            f"{self.rtol * self.scale:.3g}), max |diff| {self.max_abs:.3g}, "
             f"top-1 agreement {top1} (limit {self.min_top1:.0%}): {verdict}"
         )
 
@@ -876,7 +879,7 @@ def verify(
         model: The Keras model.
         flatbuffer: Its LCE conversion.
         inputs: A batch of inputs, `(samples, *input_shape)`.
-        rtol: Largest allowed `max |diff|`, relative to the largest Keras output.
+        rtol: Largest allowed mean `|diff|`, relative to the largest Keras output.
         min_top1: Smallest allowed top-1 agreement (for `(batch, classes)` outputs).
         num_threads: Interpreter threads.
 

@@ -89,12 +89,7 @@ def run(out: str) -> dict:
             tflite,
             "--dataset=fashion_mnist",
             *data,
-            # On real images one activation within float noise of zero can flip its sign
-            # and move that image's probabilities a lot: gate on top-1 agreement here
-            # and on the whole test set's accuracy in step 3, not on max |diff|.
             "--samples=256",
-            "--rtol=1.0",
-            "--min_top1=0.99",
             f"--json={os.path.join(out, 'convert.json')}",
         ],
     )
