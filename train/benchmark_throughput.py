@@ -34,39 +34,6 @@ flags.DEFINE_integer("steps", 20, "Training steps per round and model.")
 flags.DEFINE_integer("rounds", 5, "Alternating rounds.")
 flags.DEFINE_integer("warmup", 3, "Warm-up steps per model (after tracing).")
 flags.DEFINE_bool("jit_compile", False, "Compile the training steps with XLA.")
-flags.DEFINE_bool(
-    "scale_first_variant",
-    True,
-    "Also time an experimental EL variant that scales Expand's input by 1/gamma before "
-    "copying it (Ci instead of Co channels; identical output), to size that change.",
-)
-
-
-class _ScaleFirst:
-    """Patch `ElasticLink.call` while a model is built and traced: Expand scales first."""
-
-    def __enter__(self):
-        import tensorflow as tf
-
-        from el_larq.layers import ElasticLink
-
-        self.original = ElasticLink.call
-
-        def call(layer, inputs):
-            if layer.kind != "expand":
-                return self.original(layer, inputs)
-            x = inputs
-            if layer.strides > 1:
-                x = tf.nn.max_pool2d(x, layer.strides, layer.strides, padding="SAME")
-            x = x * tf.math.reciprocal(tf.cast(layer.gamma, x.dtype))
-            return layer._expand(x)
-
-        ElasticLink.call = call
-
-    def __exit__(self, *exc):
-        from el_larq.layers import ElasticLink
-
-        ElasticLink.call = self.original
 
 
 def _model(name: str):
@@ -115,12 +82,6 @@ def main(argv):
         trainers[name] = _Trainer(model, dataset)
         trainers[name].run(1 + FLAGS.warmup)  # trace + warm up
         print(f"{name}: {model.count_params()} parameters, {len(model.layers)} layers")
-    if FLAGS.scale_first_variant:
-        variant = f"{FLAGS.model}[scale-first]"
-        with _ScaleFirst():  # the graph is traced inside, so the patch sticks to this model
-            trainers[variant] = _Trainer(_model(FLAGS.model), dataset)
-            trainers[variant].run(1 + FLAGS.warmup)
-        names.append(variant)
     images = FLAGS.steps * FLAGS.batch_size
     wall = {name: [] for name in names}
     cpu = {name: [] for name in names}
