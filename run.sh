@@ -4,6 +4,7 @@
 #                                 LCE, verify, benchmark (flags go to train/main_job.py)
 #   ./run.sh test [pytest args]   set up, lint, run the test suite
 #   ./run.sh setup                only create/refresh the virtual environment
+#   ./run.sh data                 only install Fashion-MNIST (Debian's dataset-fashion-mnist)
 # Set-up is idempotent: the venv is rebuilt only when setup.cfg or pyproject.toml change.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -51,6 +52,7 @@ cmd=${1:-}
 [ $# -gt 0 ] && shift
 case "$cmd" in
   setup) setup ;;
+  data) fashion_mnist ;;
   demo)
     setup
     fashion_mnist
@@ -63,7 +65,7 @@ case "$cmd" in
     exec "$PY" -m pytest "$@"
     ;;
   *)
-    echo "usage: ./run.sh {demo|test|setup} [args]" >&2
+    echo "usage: ./run.sh {demo|test|setup|data} [args]" >&2
     exit 2
     ;;
 esac

@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import tensorflow as tf
+from test_lce import trained_like
 
 from el_larq.layers import BinaryConv2D, el_conv
 
@@ -32,23 +32,6 @@ def last_line(text: str) -> str:
     return text.strip().splitlines()[-1]
 
 
-def _trained_like(model: tf.keras.Model) -> tf.keras.Model:
-    """Non-trivial BatchNorm statistics, as after training (see test_lce.trained_like)."""
-    rng = np.random.default_rng(0)
-    for layer in model.layers:
-        if isinstance(layer, tf.keras.layers.BatchNormalization):
-            shape = layer.moving_mean.shape
-            layer.set_weights(
-                [
-                    rng.uniform(0.5, 1.5, shape),
-                    rng.normal(0, 0.5, shape),
-                    rng.normal(0, 1, shape),
-                    rng.uniform(0.5, 2, shape),
-                ]
-            )
-    return model
-
-
 def _model(input_shape=(16, 16, 3), *, grouped=False, binary=True) -> tf.keras.Model:
     inputs = tf.keras.Input(input_shape)
     x = tf.keras.layers.Conv2D(32, 3, padding="same", use_bias=False, name="stem")(inputs)
@@ -59,7 +42,7 @@ def _model(input_shape=(16, 16, 3), *, grouped=False, binary=True) -> tf.keras.M
     x = el_conv(x, 64, 1, binary=binary, name="expand")
     x = tf.keras.layers.GlobalAveragePooling2D()(x)
     outputs = tf.keras.layers.Dense(10, name="classifier")(x)
-    return _trained_like(tf.keras.Model(inputs, outputs))
+    return trained_like(tf.keras.Model(inputs, outputs))
 
 
 def files(directory: Path) -> list[str]:
