@@ -55,5 +55,6 @@ def test_main_job_fails_clearly_without_data(tmp_path):
         "1",
     )
     assert result.returncode != 0
-    assert "training failed" in result.stderr
+    assert "1/4 training on Fashion-MNIST failed" in result.stderr
+    assert "apt-get install dataset-fashion-mnist" in result.stderr  # how to get the data
     assert not (tmp_path / "o" / "model.h5").exists()
