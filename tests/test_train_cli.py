@@ -165,3 +165,21 @@ def test_evaluate_missing_model(tmp_path):
     result = run([EVALUATE, "--model", str(tmp_path / "none.h5")], timeout=120)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].endswith("none.h5 does not exist.")
+
+
+def test_nan_loss_stops_with_a_clear_message_and_no_model(tmp_path, idx_dir):
+    # A learning rate of 1e30 blows the weights up within a few steps.
+    line = _bad(
+        tmp_path,
+        idx_dir,
+        "--model",
+        "el_resnet18",
+        "--learning_rate",
+        "1e30",
+        "--steps_per_epoch",
+        "6",
+        "--epochs",
+        "2",
+    )
+    assert line.startswith("train.py: error: ") and "nan" in line.lower()
+    assert not (tmp_path / "out" / "backup").exists()  # the diverged weights are not resumed

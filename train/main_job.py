@@ -1,7 +1,7 @@
 """The main job: train an EL model on Fashion-MNIST, convert it to LCE, verify, benchmark.
 
     ./run.sh demo                                  # set-up, data, then this script
-    python train/main_job.py --model el_resnet26 --width 0.25 --epochs 2
+    python train/main_job.py --model el_resnet26 --width 0.25 --epochs 1
 
 Each step is a real run of the project's CLIs (their progress shows as they go):
 
@@ -28,7 +28,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", "el_resnet26", "Zoo model to train (see el_larq.zoo.MODELS).")
 flags.DEFINE_float("width", 0.25, "Channel width multiplier (0.25: stage widths 16-32-64-128).")
-flags.DEFINE_integer("epochs", 2, "Training epochs over the 60,000 Fashion-MNIST images.")
+flags.DEFINE_integer("epochs", 1, "Training epochs over the 60,000 Fashion-MNIST images.")
 flags.DEFINE_integer("batch_size", 128, "Training batch size.")
 flags.DEFINE_integer("steps_per_epoch", None, "Limit the steps per epoch (default: a full pass).")
 flags.DEFINE_integer("seed", 0, "Random seed.")
