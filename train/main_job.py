@@ -164,7 +164,7 @@ def main(argv):
         f"  model            {s['model']} (width {s['width']:g}), {s['epochs']} epochs, "
         f"trained in {s['train_seconds']:.0f} s\n"
         f"  test top-1       Keras {100 * s['keras_top1']:.2f} %   LCE {100 * s['lce_top1']:.2f} %"
-        f"   ({differ} of {s['test_examples']} images apart)\n"
+        f"   (accuracies {differ} of {s['test_examples']} images apart)\n"
         f"  test top-5       Keras {100 * s['keras_top5']:.2f} %"
         f"   LCE {100 * s['lce_top5']:.2f} %\n"
         f"  size             {s['tflite_bytes'] / 1024:.0f} KiB flatbuffer vs "
