@@ -320,10 +320,12 @@ def test_el_network_without_k_has_bn_fully_folded():
 
 
 def test_lce_interpreter_agrees_with_keras():
+    tf.keras.utils.set_random_seed(0)  # same weights and inputs on any xdist worker
+    rng = np.random.default_rng(0)
     model = _every_layer_model()
-    x = RNG.uniform(-1, 1, size=(4, 8, 8, 3)).astype(np.float32)
+    x = rng.uniform(-1, 1, size=(4, 8, 8, 3)).astype(np.float32)
     model.compile("adam", "mse")
-    model.fit(x, RNG.normal(size=(4, 10)), epochs=2, verbose=0)
+    model.fit(x, rng.normal(size=(4, 10)), epochs=2, verbose=0)
     interpreter = lce.testing.Interpreter(lce.convert_keras_model(model), num_threads=1)
     actual = np.asarray(interpreter.predict(x))
     expected = model.predict(x, verbose=0)

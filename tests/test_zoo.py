@@ -110,11 +110,13 @@ def test_el_and_bireal_resnet50_differ_only_in_links():
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_small_model_trains_round_trips_and_converts(name, tmp_path):
+    tf.keras.utils.set_random_seed(0)  # the same weights and inputs on any xdist worker
     model = get_model(name, **SMALL)
     assert model.output_shape == (None, 10)
     assert model.get_layer("stem_conv").strides == (1, 1)  # small-image stem chosen
-    x = RNG.uniform(-1, 1, size=(8, 28, 28, 1)).astype(np.float32)
-    y = RNG.integers(0, 10, size=8)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, size=(8, 28, 28, 1)).astype(np.float32)
+    y = rng.integers(0, 10, size=8)
     # Eager: one step of a deep net is faster than tracing its training graph.
     model.compile(
         tf.keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", run_eagerly=True
@@ -138,9 +140,11 @@ def test_small_model_trains_round_trips_and_converts(name, tmp_path):
     assert counts["CONV_2D"] == summary["float_convs"] - float_depthwise
 
     actual = np.asarray(lce.testing.Interpreter(flatbuffer, num_threads=1).predict(x))
-    # Softmax outputs: a sign that flips for an activation within float noise of zero
-    # moves a probability a little; 1e-2 absolute bounds that, and the argmax must agree.
-    np.testing.assert_allclose(actual, expected, atol=1e-2)
+    # el_larq.lce.verify's criterion (docs/deployment.md): a sign that flips for an
+    # activation within float noise of zero can move one image's probabilities by ~0.05
+    # (seen for bireal_resnet26 after one step), so gate on the mean difference and the
+    # argmax agreement; a wrong conversion moves every output.
+    assert np.abs(actual - expected).mean() <= 1e-2 * np.abs(expected).max()
     assert np.mean(actual.argmax(1) == expected.argmax(1)) >= 7 / 8
 
 
