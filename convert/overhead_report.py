@@ -52,6 +52,19 @@ MODELS = {"EL-ResNet50": "el_resnet50", "Bi-Real-ResNet50": "bireal_resnet50"}
 FLOAT = {"ResNet50 (float)": "resnet50"}
 
 
+def _host_latency(flatbuffers: dict[str, bytes]) -> dict[str, lce.Latency]:
+    """Interleaved host latency of `flatbuffers` with this script's interpreter flags."""
+    return lce.host_latency(
+        flatbuffers,
+        num_runs=FLAGS.num_runs,
+        warmup_runs=FLAGS.warmup_runs,
+        num_threads=FLAGS.num_threads,
+        kernel=FLAGS.kernel,
+        xnnpack=FLAGS.xnnpack,
+        rounds=FLAGS.rounds,
+    )
+
+
 def _build(name: str):
     size = FLAGS.image_size
     return get_model(name, input_shape=(size, size, 3), num_classes=1000, stem="imagenet")
@@ -201,15 +214,7 @@ def _units() -> None:
     for variant, model in models.items():
         flatbuffers[variant], _ = lce.convert(model)
         print(f"{variant}: {dict(lce.op_counts(flatbuffers[variant]))}")
-    latency = lce.host_latency(
-        flatbuffers,
-        num_runs=FLAGS.num_runs,
-        warmup_runs=FLAGS.warmup_runs,
-        num_threads=FLAGS.num_threads,
-        kernel=FLAGS.kernel,
-        xnnpack=FLAGS.xnnpack,
-        rounds=FLAGS.rounds,
-    )
+    latency = _host_latency(flatbuffers)
     print(lce.LATENCY_HEADER)
     print("\n".join(row.row() for row in latency.values()))
     base = latency["none"].cpu_median_ms
@@ -238,15 +243,7 @@ def main(argv: list[str]) -> int:
         for label, result in results.items():
             path = Path(FLAGS.save_dir) / f"{stems[label]}_{FLAGS.image_size}.tflite"
             lce.write_atomic(path, result["flatbuffer"])
-    latency = lce.host_latency(
-        {label: result["flatbuffer"] for label, result in results.items()},
-        num_runs=FLAGS.num_runs,
-        warmup_runs=FLAGS.warmup_runs,
-        num_threads=FLAGS.num_threads,
-        kernel=FLAGS.kernel,
-        xnnpack=FLAGS.xnnpack,
-        rounds=FLAGS.rounds,
-    )
+    latency = _host_latency({label: result["flatbuffer"] for label, result in results.items()})
     ratios = _report(results, latency)
     if FLAGS.json:
         payload = {
