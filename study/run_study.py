@@ -18,7 +18,9 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from absl import app, flags
 
@@ -51,13 +53,27 @@ flags.DEFINE_list("only", None, "Run only these recipes (default: all, in priori
 flags.DEFINE_list("seeds", ["0", "1"], "Seeds.")
 flags.DEFINE_string("runs_dir", os.path.join(ROOT, "runs", "study"), "Where runs go.")
 flags.DEFINE_integer("timeout", 3600, "Seconds one training run may take.")
+flags.DEFINE_integer(
+    "jobs",
+    1,
+    "Runs trained at once, each pinned to its own share of the CPUs. On this 2-core machine "
+    "two single-core runs finish more images per second in total than one two-core run.",
+)
+
+# Each worker thread of the pool owns one CPU set for the processes it starts.
+_cpus = threading.local()
 
 
 def _run(cmd: list[str], log) -> int:
     log.write(f"$ {' '.join(cmd)}\n")
     log.flush()
+    cpus = getattr(_cpus, "set", None)
     return subprocess.run(
-        cmd, stdout=log, stderr=subprocess.STDOUT, timeout=FLAGS.timeout
+        cmd,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        timeout=FLAGS.timeout,
+        preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
     ).returncode
 
 
@@ -86,10 +102,14 @@ def run_one(recipe: str, seed: str) -> str:
     ]
     with open(os.path.join(out, "log.txt"), "a") as log:
         start = time.time()
-        if _run(train, log) != 0:
-            return f"TRAINING FAILED (see {out}/log.txt)"
-        if _run(evaluate, log) != 0:
-            return f"EVALUATION FAILED (see {out}/log.txt)"
+        try:
+            if _run(train, log) != 0:
+                return f"TRAINING FAILED (see {out}/log.txt)"
+            if _run(evaluate, log) != 0:
+                return f"EVALUATION FAILED (see {out}/log.txt)"
+        except subprocess.TimeoutExpired:
+            # The next invocation resumes it from its BackupAndRestore state.
+            return f"TIMED OUT after {FLAGS.timeout} s (rerun to resume; see {out}/log.txt)"
         with open(os.path.join(out, "study.json"), "w") as f:
             json.dump(
                 {
@@ -104,14 +124,30 @@ def run_one(recipe: str, seed: str) -> str:
     return "ok"
 
 
+def _cpu_sets(jobs: int) -> list[set[int]]:
+    cpus = sorted(os.sched_getaffinity(0))
+    return [set(cpus[i::jobs]) for i in range(jobs)]
+
+
 def main(argv):
     del argv
-    configs = FLAGS.only or CONFIGS
-    for recipe in configs:
-        for seed in FLAGS.seeds:
-            start = time.time()
-            status = run_one(recipe, seed)
-            print(f"{recipe:28s} seed {seed}: {status} ({time.time() - start:.0f} s)", flush=True)
+    runs = [(recipe, seed) for recipe in FLAGS.only or CONFIGS for seed in FLAGS.seeds]
+    jobs = max(1, min(FLAGS.jobs, len(runs), len(os.sched_getaffinity(0))))
+    free = _cpu_sets(jobs) if jobs > 1 else [None]
+    lock = threading.Lock()
+
+    def work(run: tuple[str, str]) -> None:
+        if not hasattr(_cpus, "set"):
+            with lock:
+                _cpus.set = free.pop()
+        start = time.time()
+        status = run_one(*run)
+        print(f"{run[0]:28s} seed {run[1]}: {status} ({time.time() - start:.0f} s)", flush=True)
+
+    # Priority order is kept: the pool starts runs in list order as workers free up.
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        for future in [pool.submit(work, run) for run in runs]:
+            future.result()
 
 
 if __name__ == "__main__":
