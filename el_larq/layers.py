@@ -331,14 +331,15 @@ def el_conv(
     link_pool: str = "max",
     branch_activation: str | None = None,
     activation: str | None = None,
+    input_norm: bool = False,
     conv_kwargs: dict[str, Any] | None = None,
     name: str | None = None,
 ) -> tf.Tensor:
     """The Elastic-Link unit: `conv -> BatchNorm [-> + ElasticLink(x)] [-> activation]`.
 
     This is eq. 4 of the paper with every switch the ablations need, so that
-    models never repeat this wiring. Layers are named `{name}_conv`, `{name}_bn`,
-    `{name}_el`, `{name}_add` and `{name}_act`.
+    models never repeat this wiring. Layers are named `{name}_input_bn`, `{name}_conv`,
+    `{name}_bn`, `{name}_el`, `{name}_add` and `{name}_act`.
 
     # Arguments
         x: 4D input tensor (real-valued).
@@ -360,7 +361,12 @@ def el_conv(
         branch_activation: Activation on the conv branch, after BN and before the
             sum (`ReLU(BN(BinConv(x))) + SEI(x) / gamma`).
         activation: Activation after the sum. Note that a ReLU here makes every
-            input of the next binary conv >= 0, so its signs are all +1.
+            input of the next binary conv >= 0, so its signs are all +1 unless
+            that conv has `input_norm`.
+        input_norm: BatchNormalization of the conv's input before it is binarized
+            (XNOR-Net's `BN -> sign -> conv` order). It re-centres inputs that a
+            ReLU made non-negative, so that their signs carry information; the
+            link still carries the un-normalized `x`. Binary convs only.
         conv_kwargs: Extra arguments for the binary conv layer, e.g. Bi-Real Net's
             `{"input_quantizer": "approx_sign", "kernel_quantizer": "magnitude_aware_sign"}`.
         name: Prefix of the layer names.
@@ -389,6 +395,8 @@ def el_conv(
         raise ValueError("el_conv: `conv=False` (EL-minus) needs `elastic_link=True`.")
     if (activation_scaling or weight_scaling) and not (binary and conv and not depthwise):
         raise ValueError("el_conv: activation/weight scaling apply to a binary standard conv only.")
+    if input_norm and not (binary and conv):
+        raise ValueError("el_conv: `input_norm` normalizes the input of a binary conv only.")
 
     def layer_name(suffix: str) -> str | None:
         return f"{name}_{suffix}" if name else None
@@ -430,8 +438,11 @@ def el_conv(
             use_bias=False,
             name=layer_name("conv"),
         )
-    y = conv_layer(x)
-    y = tf.keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=layer_name("bn"))(y)
+    y = x
+    if input_norm:
+        y = _batch_norm(layer_name("input_bn"))(y)
+    y = conv_layer(y)
+    y = _batch_norm(layer_name("bn"))(y)
     if branch_activation is not None:
         y = tf.keras.layers.Activation(branch_activation, name=layer_name("branch_act"))(y)
     if elastic_link:
@@ -443,6 +454,10 @@ def el_conv(
             )
         y = tf.keras.layers.Add(name=layer_name("add"))([y, link])
     return _activate(y, activation, layer_name)
+
+
+def _batch_norm(name: str | None) -> tf.keras.layers.BatchNormalization:
+    return tf.keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name)
 
 
 def _activate(y: tf.Tensor, activation: str | None, layer_name) -> tf.Tensor:

@@ -266,7 +266,8 @@ def _mobilenet(
     el_depthwise: bool = True,
     el_pointwise: bool = True,
     gamma_trainable: bool = True,
-    relu_position: str = "branch",
+    relu_position: str = "after_sum",
+    input_norm: bool = True,
 ) -> tf.keras.Model:
     """MobileNet v1 stack (Fig. 3 right): depthwise + pointwise units, each with a ReLU."""
     if relu_position not in ("branch", "after_sum", "none"):
@@ -278,7 +279,9 @@ def _mobilenet(
         "after_sum": {"activation": "relu"},
         "none": {},
     }[relu_position if binary else "branch"]
-    unit = dict(binary=binary, gamma_trainable=gamma_trainable, **relu)
+    unit = dict(
+        binary=binary, gamma_trainable=gamma_trainable, input_norm=binary and input_norm, **relu
+    )
 
     def body(x, stem, width):
         x = _stem(x, _scaled(32, width), stem, 3, pool=False, binary=binary)
@@ -474,12 +477,15 @@ def el_mobilenet(**kwargs: Any) -> tf.keras.Model:
         binary: False builds the full-precision MobileNet.
         el_depthwise, el_pointwise: Elastic-Link on the depthwise / pointwise convs.
         gamma_trainable: Learn gamma or freeze it.
-        relu_position: Where the kept ReLU goes. `"branch"` (default):
-            `ReLU(BN(BinConv(x))) + SEI(x) / gamma`. `"after_sum"`: `ReLU(EL(x))`,
-            one reading of the paper; it feeds only values >= 0 to the next sign,
-            so every binary conv after it sees all +1 inputs (a constant output,
-            zero BN variance and NaN gradients were observed at 28 px). `"none"`:
-            no ReLU, the usual binarized network (sign is the nonlinearity).
+        relu_position: Where the kept ReLU goes. `"after_sum"` (default, DESIGN.md):
+            `ReLU(BN(BinConv(x)) + SEI(x) / gamma)`. `"branch"`:
+            `ReLU(BN(BinConv(x))) + SEI(x) / gamma`. `"none"`: no ReLU (sign is the
+            only nonlinearity).
+        input_norm: A BatchNormalization before every binarization (XNOR-Net's
+            `BN -> sign -> conv`; default True). Without it a ReLU, after the sum or
+            (through the identity links) on the branch, leaves every later sign
+            input >= 0: all signs +1, a constant conv output, a dead network (seen
+            at 28 px: from block 4 on every binary conv had only +1 inputs).
 
     # Returns
         A `tf.keras.Model`.
@@ -496,12 +502,12 @@ def el_mobilenet(**kwargs: Any) -> tf.keras.Model:
 def binary_mobilenet(**kwargs: Any) -> tf.keras.Model:
     """Binarized MobileNet without EL on the pointwise convs (the paper: does not converge).
 
-    As the paper's attempt, the depthwise convs keep their identity shortcut. It has
-    no ReLU (`relu_position="none"`): with a ReLU and no pointwise link, every input
-    of the next sign would be >= 0. Arguments as `el_mobilenet`.
+    As the paper's attempt, the depthwise convs keep their identity shortcut; it is
+    `el_mobilenet(el_pointwise=False)`, so the two differ only in the pointwise links.
+    Arguments as `el_mobilenet`.
     """
     model_args, switches = _split_model_args(kwargs)
-    switches = {"el_pointwise": False, "relu_position": "none", **switches}
+    switches = {"el_pointwise": False, **switches}
     return _mobilenet("binary_mobilenet", model_args, **switches)
 
 

@@ -335,6 +335,22 @@ def test_lce_interpreter_agrees_with_keras():
     np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-3 * scale)
 
 
+def test_input_norm_normalizes_what_is_binarized_and_the_link_carries_x():
+    inputs = tf.keras.Input((6, 6, 8))
+    x = tf.keras.layers.ReLU()(inputs)  # non-negative: every sign would be +1
+    out = el_conv(x, 16, 1, input_norm=True, name="u")  # Expand 8 -> 16
+    model = tf.keras.Model(inputs, out)
+    assert model.get_layer("u_conv").input is model.get_layer("u_input_bn").output
+    assert model.get_layer("u_input_bn").input is x
+    assert model.get_layer("u_el").input is x  # the real-valued, un-normalized input
+    sign_inputs = tf.keras.Model(inputs, model.get_layer("u_conv").input)
+    values = sign_inputs(RNG.normal(size=(16, 6, 6, 8)).astype(np.float32), training=True)
+    assert 0.2 < np.mean(values.numpy() > 0) < 0.8  # batch statistics re-centre it
+    # A binary conv after a ReLU without input_norm sees only +1 signs.
+    plain = el_conv(x, 16, 1, name="plain")
+    assert tf.keras.Model(inputs, plain).get_layer("plain_conv").input is x
+
+
 # ---------------------------------------------------------------- bad input
 def test_non_4d_input_is_rejected_with_its_shape():
     with pytest.raises(ValueError, match=r"4D input.*\(None, 16\)"):
@@ -362,6 +378,13 @@ def test_bad_strides_are_rejected(strides):
 def test_link_that_cannot_match_the_conv_output_names_both_shapes():
     with pytest.raises(ValueError, match=r"\(None, 7, 7, 8\).*\(None, 5, 5, 8\)"):
         el_conv(tf.keras.Input((7, 7, 8)), 8, 3, padding="valid")
+
+
+def test_input_norm_needs_a_binary_conv():
+    with pytest.raises(ValueError, match="input_norm"):
+        el_conv(tf.keras.Input((4, 4, 8)), 8, 1, binary=False, input_norm=True)
+    with pytest.raises(ValueError, match="input_norm"):
+        el_conv(tf.keras.Input((4, 4, 8)), 4, 1, conv=False, input_norm=True)
 
 
 def test_el_minus_needs_the_link():

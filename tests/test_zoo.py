@@ -108,6 +108,48 @@ def test_el_and_bireal_resnet50_differ_only_in_links():
     assert el["el_ops"] > bireal["el_ops"]
 
 
+def _binarized_input_sign_fractions(model: tf.keras.Model) -> dict[str, float]:
+    """Fraction of +1 signs at the input of every binary conv, on one training batch."""
+    binarized = [
+        layer
+        for layer in model.layers
+        if isinstance(layer, lq.layers.QuantConv2D | lq.layers.QuantDepthwiseConv2D)
+    ]
+    probe = tf.keras.Model(model.input, [layer.input for layer in binarized])
+    x = np.random.default_rng(0).uniform(-0.3, 0.7, (32, 28, 28, 1)).astype(np.float32)
+    return {
+        layer.name: float(np.mean(value.numpy() >= 0))  # ste_sign(0) = +1
+        for layer, value in zip(binarized, probe(x, training=True))
+    }
+
+
+@pytest.mark.parametrize("name", ["el_mobilenet", "binary_mobilenet"])
+def test_binary_mobilenet_signs_carry_information(name):
+    # The kept ReLU leaves every later sign input >= 0 unless BN re-centres it; a net
+    # whose binary convs see only +1 is dead (constant outputs) from that layer on.
+    tf.keras.utils.set_random_seed(0)
+    fractions = _binarized_input_sign_fractions(get_model(name, **SMALL))
+    assert len(fractions) == 26
+    assert all(0.1 < f < 0.9 for f in fractions.values()), fractions
+    tf.keras.utils.set_random_seed(0)
+    dead = _binarized_input_sign_fractions(get_model(name, **SMALL, input_norm=False))
+    assert max(dead.values()) == 1.0  # what input_norm prevents
+
+
+def test_binary_mobilenet_is_el_mobilenet_without_pointwise_links():
+    def layers(model):
+        return {(layer.name, type(layer).__name__) for layer in model.layers[1:]}  # no input
+
+    binary = layers(get_model("binary_mobilenet", **SMALL))
+    el = layers(get_model("el_mobilenet", **SMALL))
+    assert el - binary == {
+        (f"block{i}_pointwise_{suffix}", kind)
+        for i in range(1, 14)
+        for suffix, kind in (("el", "ElasticLink"), ("add", "Add"))
+    }
+    assert binary <= el
+
+
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_small_model_trains_round_trips_and_converts(name, tmp_path):
     tf.keras.utils.set_random_seed(0)  # the same weights and inputs on any xdist worker
