@@ -119,7 +119,7 @@ def _binarized_input_sign_fractions(model: tf.keras.Model) -> dict[str, float]:
     x = np.random.default_rng(0).uniform(-0.3, 0.7, (32, 28, 28, 1)).astype(np.float32)
     return {
         layer.name: float(np.mean(value.numpy() >= 0))  # ste_sign(0) = +1
-        for layer, value in zip(binarized, probe(x, training=True))
+        for layer, value in zip(binarized, probe(x, training=True), strict=True)
     }
 
 
