@@ -4,8 +4,10 @@
 
 Writes `runs.csv` (one row per finished run), `curves.json` (per-epoch metrics of
 every run), `table.md` (mean +- spread per configuration beside the paper's
-ImageNet top-1), `mobilenet_curves.png`, `baseline_vs_el6_curves.png` and
-`gamma_el_resnet26.png`. Every number is read from the runs' own files.
+ImageNet top-1, each of the paper's orderings checked against the seeds, and the
+LCE-vs-Keras test top-1 of the converted runs), `mobilenet_curves.png`,
+`baseline_vs_el6_curves.png` and `gamma_el_resnet26.png`. Every number is read from
+the runs' own files.
 """
 
 import csv
@@ -84,6 +86,72 @@ def table(runs: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# The paper's orderings (ImageNet top-1, higher first) that the study tests.
+ORDERINGS = [
+    ("el_resnet26", "sresnet26_ks", "Table 2: EL6 64.0 > baseline S-ResNet26 (K_s) 59.8"),
+    ("el1", "sresnet26_ks", "Table 2: EL1 61.8 > baseline 59.8 (EL on the reduce conv)"),
+    ("el2", "el1", "Table 2: EL2 62.1 > EL1 61.8 (EL on the expand conv too)"),
+    ("el3", "el2", "Table 2: EL3 63.2 > EL2 62.1 (EL's max-pooled 3x3 link)"),
+    ("el3", "el4", "Table 2: EL3 63.2 > EL4 59.2 (the block residual is needed)"),
+    ("el_resnet26", "el3", "Table 2: EL6 64.0 > EL3 63.2 (learnable gamma)"),
+    ("el_resnet26", "el5", "Table 2: EL6 64.0 > EL5 63.6 (K on the reduce conv)"),
+    ("sresnet26_reduce_fp", "el1", "Table 4: FP 1x1 62.0 > EL 61.8"),
+    ("el1", "sresnet26_reduce_el_minus", "Table 4: EL 61.8 > EL-minus 60.6"),
+    ("sresnet26_reduce_el_minus", "sresnet26_ks", "Table 4: EL-minus 60.6 > binary 1x1 59.4"),
+    ("resnet26", "el_resnet26", "Table 3: FP ResNet26 72.5 > EL 64.0"),
+    ("resnet18", "el_resnet18", "Table 3: FP ResNet18 69.3 > EL 60.1"),
+    ("el_resnet18", "bireal_resnet18", "Table 3: EL ResNet18 60.1 > Bi-Real 56.4"),
+    ("mobilenet", "el_mobilenet", "Table 3: FP MobileNet 70.6 > EL 56.4"),
+    ("el_mobilenet", "binary_mobilenet", "Table 3: EL MobileNet 56.4 > binary (no convergence)"),
+]
+
+
+def orderings(runs: list[dict]) -> str:
+    """Each paper ordering against the study's per-seed test top-1."""
+    accs: dict[str, list[float]] = {}
+    for run in runs:
+        accs.setdefault(run["recipe"], []).append(100 * run["test_top1"])
+    lines = [
+        "| paper (ImageNet) | Fashion-MNIST: higher − lower (mean, points) | verdict |",
+        "| --- | --- | --- |",
+    ]
+    for high, low, claim in ORDERINGS:
+        if len(accs.get(high, [])) < 2 or len(accs.get(low, [])) < 2:
+            lines.append(f"| {claim} | – | not run (needs 2 seeds of each) |")
+            continue
+        diff = statistics.mean(accs[high]) - statistics.mean(accs[low])
+        if min(accs[high]) > max(accs[low]):
+            verdict = "**reproduced** (every seed of the first above every seed of the second)"
+        elif max(accs[high]) < min(accs[low]):
+            verdict = "**reversed** (every seed of the first below every seed of the second)"
+        elif diff > 0:
+            verdict = "same direction, seeds overlap (not resolved)"
+        else:
+            verdict = "opposite direction, seeds overlap (not resolved)"
+        lines.append(f"| {claim} | {diff:+.2f} | {verdict} |")
+    return "\n".join(lines) + "\n"
+
+
+def lce_check(runs: list[dict]) -> str:
+    """Keras vs LCE-interpreter test top-1 of every run converted by the study."""
+    lines = [
+        "| run | Keras test top-1 % | LCE test top-1 % "
+        "| difference in correctly classified test images |",
+        "| --- | --- | --- | --- |",
+    ]
+    for run in runs:
+        path = os.path.join(run["dir"], "final_eval_lce.json")
+        if not os.path.exists(path):
+            continue
+        lce = _load(path)[0]
+        apart = round(abs(lce["top1"] - run["test_top1"]) * lce["examples"])
+        lines.append(
+            f"| `{run['recipe']}` seed {run['seed']} | {100 * run['test_top1']:.2f} "
+            f"| {100 * lce['top1']:.2f} | {apart} of {lce['examples']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def plot_curves(runs: list[dict], recipes: list[str], path: str, title: str) -> bool:
     import matplotlib
 
@@ -125,6 +193,8 @@ def main(argv):
         json.dump({f"{r['recipe']}_s{r['seed']}": r["curve"] for r in runs}, f, indent=0)
     with open(os.path.join(FLAGS.out_dir, "table.md"), "w") as f:
         f.write(table(runs))
+        f.write("\n## The paper's orderings\n\n" + orderings(runs))
+        f.write("\n## LCE flatbuffer vs Keras on the test set\n\n" + lce_check(runs))
     plot_curves(
         runs,
         ["binary_mobilenet", "el_mobilenet", "mobilenet"],
@@ -146,7 +216,7 @@ def main(argv):
             )
             with open(os.path.join(FLAGS.out_dir, "gamma_el_resnet26.json"), "w") as f:
                 json.dump(run["gamma"], f, indent=1)
-    print(table(runs))
+    print(table(runs) + "\n" + orderings(runs) + "\n" + lce_check(runs))
     print(f"{len(runs)} finished runs -> {FLAGS.out_dir}")
 
 
