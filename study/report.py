@@ -152,6 +152,25 @@ def lce_check(runs: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def gamma_trend(runs: list[dict]) -> str:
+    """How the learned gammas of every EL-ResNet26 run moved, by link kind (Fig. 4's question)."""
+    lines = [
+        "| run | link kind | gammas | rose | fell | mean change (final − initial) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for run in runs:
+        if run["recipe"] != "el_resnet26" or not run["gamma"]:
+            continue
+        for kind in ("squeeze", "expand"):
+            changes = [g["value"] - g["initial"] for g in run["gamma"] if g["kind"] == kind]
+            lines.append(
+                f"| seed {run['seed']} | {kind} ({'reduce' if kind == 'squeeze' else 'expand'} "
+                f"conv) | {len(changes)} | {sum(c > 0 for c in changes)} "
+                f"| {sum(c < 0 for c in changes)} | {statistics.mean(changes):+.4f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def plot_curves(runs: list[dict], recipes: list[str], path: str, title: str) -> bool:
     import matplotlib
 
@@ -195,6 +214,7 @@ def main(argv):
         f.write(table(runs))
         f.write("\n## The paper's orderings\n\n" + orderings(runs))
         f.write("\n## LCE flatbuffer vs Keras on the test set\n\n" + lce_check(runs))
+        f.write("\n## EL-ResNet26 gammas after training\n\n" + gamma_trend(runs))
     plot_curves(
         runs,
         ["binary_mobilenet", "el_mobilenet", "mobilenet"],
@@ -216,7 +236,7 @@ def main(argv):
             )
             with open(os.path.join(FLAGS.out_dir, "gamma_el_resnet26.json"), "w") as f:
                 json.dump(run["gamma"], f, indent=1)
-    print(table(runs) + "\n" + orderings(runs) + "\n" + lce_check(runs))
+    print("\n".join([table(runs), orderings(runs), lce_check(runs), gamma_trend(runs)]))
     print(f"{len(runs)} finished runs -> {FLAGS.out_dir}")
 
 
