@@ -201,6 +201,10 @@ def plot_curves(runs: list[dict], recipes: list[str], path: str, title: str) -> 
 
 def main(argv):
     del argv
+    if not os.path.isdir(FLAGS.runs_dir):
+        raise app.UsageError(
+            f"no study runs in {FLAGS.runs_dir}: run `python study/run_study.py` first."
+        )
     runs = collect(FLAGS.runs_dir)
     os.makedirs(FLAGS.out_dir, exist_ok=True)
     with open(os.path.join(FLAGS.out_dir, "runs.csv"), "w", newline="") as f:

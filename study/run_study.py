@@ -57,6 +57,13 @@ flags.DEFINE_list("only", None, "Run only these recipes (default: all, in priori
 flags.DEFINE_list("seeds", ["0", "1"], "Seeds.")
 flags.DEFINE_string("runs_dir", os.path.join(ROOT, "runs", "study"), "Where runs go.")
 flags.DEFINE_integer("timeout", 3600, "Seconds one training run may take.")
+flags.DEFINE_string("data_dir", None, "Fashion-MNIST IDX directory (default: the usual places).")
+flags.DEFINE_list(
+    "set",
+    [],
+    "Change the study recipe, e.g. --set epochs=1,steps_per_epoch=2 (a smoke test; the change "
+    "is recorded in each run's study.json, and results of another recipe are not comparable).",
+)
 flags.DEFINE_integer(
     "jobs",
     1,
@@ -81,6 +88,17 @@ def _run(cmd: list[str], log) -> int:
     ).returncode
 
 
+def study_recipe() -> dict[str, str]:
+    """RECIPE with the --set changes applied (unknown keys are refused)."""
+    recipe = dict(RECIPE)
+    for item in FLAGS.set:
+        key, sep, value = item.partition("=")
+        if not sep or key not in RECIPE:
+            raise app.UsageError(f"--set {item!r}: expected KEY=VALUE with KEY in {sorted(RECIPE)}")
+        recipe[key] = value
+    return recipe
+
+
 def run_one(recipe: str, seed: str) -> str:
     out = os.path.join(FLAGS.runs_dir, f"{recipe}_s{seed}")
     final = os.path.join(out, "final_eval.json")
@@ -100,7 +118,9 @@ def run_one(recipe: str, seed: str) -> str:
         f"--output_dir={out}",
         "--verbose=2",
     ]
-    train += [f"--{key}={value}" for key, value in RECIPE.items()]
+    train += [f"--{key}={value}" for key, value in study_recipe().items()]
+    data = [f"--data_dir={FLAGS.data_dir}"] if FLAGS.data_dir else []
+    train += data
 
     def evaluate(path: str, json_path: str) -> list[str]:
         return [
@@ -109,6 +129,7 @@ def run_one(recipe: str, seed: str) -> str:
             f"--model={path}",
             "--dataset=fashion_mnist",
             f"--json={json_path}",
+            *data,
         ]
 
     convert = [
@@ -118,6 +139,7 @@ def run_one(recipe: str, seed: str) -> str:
         f"--output={tflite}",
         "--dataset=fashion_mnist",
         "--strict",
+        *data,
     ]
     with open(os.path.join(out, "log.txt"), "a") as log:
         start = time.time()
@@ -132,7 +154,7 @@ def run_one(recipe: str, seed: str) -> str:
                         {
                             "recipe": recipe,
                             "seed": int(seed),
-                            "study_recipe": RECIPE,
+                            "study_recipe": study_recipe(),
                             "wall_seconds": round(time.time() - start, 1),
                         },
                         f,
@@ -156,23 +178,29 @@ def _cpu_sets(jobs: int) -> list[set[int]]:
 
 def main(argv):
     del argv
+    study_recipe()  # refuse a bad --set before anything runs
     runs = [(recipe, seed) for recipe in FLAGS.only or CONFIGS for seed in FLAGS.seeds]
     jobs = max(1, min(FLAGS.jobs, len(runs), len(os.sched_getaffinity(0))))
     free = _cpu_sets(jobs) if jobs > 1 else [None]
     lock = threading.Lock()
 
-    def work(run: tuple[str, str]) -> None:
+    def work(run: tuple[str, str]) -> str:
         if not hasattr(_cpus, "set"):
             with lock:
                 _cpus.set = free.pop()
         start = time.time()
         status = run_one(*run)
         print(f"{run[0]:28s} seed {run[1]}: {status} ({time.time() - start:.0f} s)", flush=True)
+        return status
 
     # Priority order is kept: the pool starts runs in list order as workers free up.
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        for future in [pool.submit(work, run) for run in runs]:
-            future.result()
+        statuses = [future.result() for future in [pool.submit(work, run) for run in runs]]
+    failed = [s for s in statuses if s not in ("ok", "done before")]
+    if failed:
+        print(f"{len(failed)} of {len(runs)} runs did not finish; rerun to retry them.")
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,105 @@
+"""study/: the reproduction pipeline end to end (real subprocesses) and its ordering verdicts."""
+
+import csv
+import functools
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_data import make_idx_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN_STUDY = str(ROOT / "study" / "run_study.py")
+REPORT = str(ROOT / "study" / "report.py")
+TINY = "width=0.125,epochs=1,steps_per_epoch=2,batch_size=16,validation_steps=1"
+
+
+def _run(*cmd: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, *cmd], capture_output=True, text=True, timeout=900, cwd=ROOT
+    )
+
+
+@functools.cache  # report.py defines absl flags: import it once
+def _report_module():
+    spec = importlib.util.spec_from_file_location("study_report", ROOT / "study" / "report.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_study_trains_evaluates_converts_el6_and_reports(tmp_path):
+    data = make_idx_dataset(tmp_path / "fashion", train=64, test=32)
+    runs, out = tmp_path / "runs", tmp_path / "results"
+    args = ["--only", "el_resnet26", "--seeds", "0", "--runs_dir", str(runs)]
+    args += ["--data_dir", data, "--set", TINY]
+    first = _run(RUN_STUDY, *args)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    run = runs / "el_resnet26_s0"
+    for name in ("model.h5", "model.tflite", "final_eval.json", "final_eval_lce.json"):
+        assert (run / name).exists(), name
+    meta = json.loads((run / "study.json").read_text())
+    assert meta["study_recipe"]["width"] == "0.125"  # the changed recipe is recorded
+    assert json.loads((run / "final_eval_lce.json").read_text())[0]["examples"] == 32
+    assert "el_resnet26                  seed 0: ok" in first.stdout
+
+    second = _run(RUN_STUDY, *args)  # idempotent: nothing is trained again
+    assert second.returncode == 0 and "done before" in second.stdout
+
+    report = _run(REPORT, "--runs_dir", str(runs), "--out_dir", str(out))
+    assert report.returncode == 0, report.stderr[-3000:]
+    table = (out / "table.md").read_text()
+    assert "| `el_resnet26` |" in table and "T2 EL6: 64.0" in table
+    assert "of 32 |" in table  # LCE vs Keras on the test set
+    assert "| seed 0 | squeeze (reduce conv) | 7 |" in table  # gamma trend (7 Squeeze)
+    assert "not run (needs 2 seeds of each)" in table
+    with open(out / "runs.csv") as f:
+        assert [row["recipe"] for row in csv.DictReader(f)] == ["el_resnet26"]
+    assert (out / "baseline_vs_el6_curves.png").stat().st_size > 0
+    assert (out / "gamma_el_resnet26.png").stat().st_size > 0
+
+
+def test_bad_recipe_change_is_refused_before_anything_runs(tmp_path):
+    result = _run(RUN_STUDY, "--runs_dir", str(tmp_path / "runs"), "--set", "epochz=1")
+    assert result.returncode != 0
+    assert "epochz=1" in result.stderr and "steps_per_epoch" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_report_without_runs_says_what_to_run(tmp_path):
+    result = _run(REPORT, "--runs_dir", str(tmp_path / "none"), "--out_dir", str(tmp_path / "o"))
+    assert result.returncode != 0 and "run_study.py" in result.stderr
+
+
+def _runs(**accuracies: list[float]) -> list[dict]:
+    return [
+        {"recipe": recipe, "seed": seed, "test_top1": acc / 100}
+        for recipe, accs in accuracies.items()
+        for seed, acc in enumerate(accs)
+    ]
+
+
+@pytest.mark.parametrize(
+    "el6, baseline, verdict",
+    [
+        ([72.0, 73.0], [70.0, 71.0], "**reproduced**"),
+        ([70.0, 71.0], [72.0, 73.0], "**reversed**"),
+        ([71.0, 73.0], [70.0, 72.0], "same direction, seeds overlap"),
+        ([70.0, 72.0], [71.0, 73.0], "opposite direction, seeds overlap"),
+    ],
+)
+def test_ordering_verdicts(el6, baseline, verdict):
+    table = _report_module().orderings(_runs(el_resnet26=el6, sresnet26_ks=baseline))
+    row = next(line for line in table.splitlines() if line.startswith("| Table 2: EL6 64.0 >"))
+    assert verdict in row
+    difference = sum(el6) / 2 - sum(baseline) / 2
+    assert f"| {difference:+.2f} |" in row
+
+
+def test_ordering_needs_two_seeds_of_each():
+    table = _report_module().orderings(_runs(el_resnet26=[72.0], sresnet26_ks=[70.0, 71.0]))
+    row = next(line for line in table.splitlines() if line.startswith("| Table 2: EL6 64.0 >"))
+    assert "not run" in row
