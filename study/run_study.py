@@ -33,7 +33,7 @@ CONFIGS = [
     "binary_mobilenet", "el_mobilenet", "mobilenet",
     "el1", "el2", "el3", "el4", "el5",
     "sresnet26_reduce_fp", "sresnet26_reduce_el_minus",
-    "resnet26", "el_resnet18", "bireal_resnet18", "resnet18",
+    "el_resnet18", "bireal_resnet18", "resnet18", "resnet26",
 ]  # fmt: skip
 
 # The one recipe every configuration gets (stated in docs/results/README.md).
