@@ -214,11 +214,17 @@ def main(argv):
         writer.writerows(runs)
     with open(os.path.join(FLAGS.out_dir, "curves.json"), "w") as f:
         json.dump({f"{r['recipe']}_s{r['seed']}": r["curve"] for r in runs}, f, indent=0)
+    report = (
+        table(runs)
+        + "\n## The paper's orderings\n\n"
+        + orderings(runs)
+        + "\n## LCE flatbuffer vs Keras on the test set\n\n"
+        + lce_check(runs)
+        + "\n## EL-ResNet26 gammas after training\n\n"
+        + gamma_trend(runs)
+    )
     with open(os.path.join(FLAGS.out_dir, "table.md"), "w") as f:
-        f.write(table(runs))
-        f.write("\n## The paper's orderings\n\n" + orderings(runs))
-        f.write("\n## LCE flatbuffer vs Keras on the test set\n\n" + lce_check(runs))
-        f.write("\n## EL-ResNet26 gammas after training\n\n" + gamma_trend(runs))
+        f.write(report)
     plot_curves(
         runs,
         ["binary_mobilenet", "el_mobilenet", "mobilenet"],
@@ -240,7 +246,7 @@ def main(argv):
             )
             with open(os.path.join(FLAGS.out_dir, "gamma_el_resnet26.json"), "w") as f:
                 json.dump(run["gamma"], f, indent=1)
-    print("\n".join([table(runs), orderings(runs), lce_check(runs), gamma_trend(runs)]))
+    print(report)
     print(f"{len(runs)} finished runs -> {FLAGS.out_dir}")
 
 
