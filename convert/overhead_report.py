@@ -4,12 +4,14 @@
         [--kernel=indirect_bgemm] [--xnnpack] [--json=overhead.json]
 
 One run builds the three zoo models (identical but for the EL links, and the float twin),
-converts them with LCE and prints, side by side: FLOPs as in the paper (Bi-Real Net's
-float MACs + binary MACs / 64, plus EL's element-wise ops), flatbuffer sizes, op counts
-by type, and host latencies from interleaved runs with the same interpreter settings,
-with the ratios the paper and docs/deployment.md quote (EL over Bi-Real: FLOPs, latency;
-float over EL: latency, size). Host latency is LCE's Python interpreter on this machine,
-a relative measure; ARM64 numbers need lce_benchmark_model (convert/benchmark.py).
+converts them with LCE (EL-ResNet50 also with int8 weights in its float layers, as
+`convert/to_lce.py --int8_weights` writes it) and prints, side by side: FLOPs as in the
+paper (Bi-Real Net's float MACs + binary MACs / 64, plus EL's element-wise ops),
+flatbuffer sizes, op counts by type, and host latencies from interleaved runs with the
+same interpreter settings, with the ratios the paper and docs/deployment.md quote (EL over
+Bi-Real: FLOPs, latency; float over EL: latency, size). Host latency is LCE's Python
+interpreter on this machine, a relative measure; ARM64 numbers need lce_benchmark_model
+(convert/benchmark.py).
 """
 
 import dataclasses
@@ -48,8 +50,9 @@ flags.DEFINE_bool(
     "(56x56, 64 <-> 256 channels) with each way of lowering the Expand link.",
 )
 
-MODELS = {"EL-ResNet50": "el_resnet50", "Bi-Real-ResNet50": "bireal_resnet50"}
-FLOAT = {"ResNet50 (float)": "resnet50"}
+EL, BIREAL, FP, INT8 = "EL-ResNet50", "Bi-Real-ResNet50", "ResNet50 (float)", "EL-ResNet50 int8"
+MODELS = {EL: "el_resnet50", BIREAL: "bireal_resnet50"}
+FLOAT = {FP: "resnet50"}
 
 
 def _host_latency(flatbuffers: dict[str, bytes]) -> dict[str, lce.Latency]:
@@ -70,21 +73,28 @@ def _build(name: str):
     return get_model(name, input_shape=(size, size, 3), num_classes=1000, stem="imagenet")
 
 
+def _result(model: tf.keras.Model, flatbuffer: bytes, messages: list[str]) -> dict:
+    return {
+        "flatbuffer": flatbuffer,
+        "flops": model_summary(model),
+        "size": lce.size_report(model, flatbuffer),
+        "census": lce.census(model, flatbuffer, messages),
+        "weight_bytes": lce.weight_bytes(flatbuffer),
+    }
+
+
 def _convert_all() -> dict[str, dict]:
     results = {}
     for label, name in {**MODELS, **FLOAT}.items():
         model = _build(name)
         flatbuffer, messages = lce.convert(model)
-        report = lce.census(model, flatbuffer, messages)
-        results[label] = {
-            "flatbuffer": flatbuffer,
-            "flops": model_summary(model),
-            "size": lce.size_report(model, flatbuffer),
-            "census": report,
-            "weight_bytes": lce.weight_bytes(flatbuffer),
-        }
+        results[label] = _result(model, flatbuffer, messages)
         print(f"converted {label}: {len(flatbuffer)} bytes", flush=True)
-    return results
+        if label == EL:  # the deployable variant: float layers with int8 weights
+            small, quantized = lce.quantize_weights(flatbuffer)
+            int8 = _result(model, small, messages)
+            print(f"{INT8}: {lce.format_quantized(quantized)}", flush=True)
+    return {**results, INT8: int8}
 
 
 def _table(header: list[str], rows: list[list]) -> str:
@@ -95,7 +105,7 @@ def _table(header: list[str], rows: list[list]) -> str:
 
 def _report(results: dict[str, dict], latency: dict[str, lce.Latency]) -> dict:
     labels = list(results)
-    el, bireal, fp = labels[:3]
+    el, bireal, fp, int8 = EL, BIREAL, FP, INT8
     print("\n## Compute and size\n")
     rows = []
     for label in labels:
@@ -140,6 +150,9 @@ def _report(results: dict[str, dict], latency: dict[str, lce.Latency]) -> dict:
         "size_el_over_bireal": len(results[el]["flatbuffer"]) / len(results[bireal]["flatbuffer"]),
         "latency_float_over_el": latency[fp].median_ms / latency[el].median_ms,
         "size_float_over_el": len(results[fp]["flatbuffer"]) / len(results[el]["flatbuffer"]),
+        "cpu_float_over_el_int8": latency[fp].cpu_median_ms / latency[int8].cpu_median_ms,
+        "size_float_over_el_int8": len(results[fp]["flatbuffer"])
+        / len(results[int8]["flatbuffer"]),
     }
     print("\n## Ratios\n")
     print(
@@ -169,6 +182,16 @@ def _report(results: dict[str, dict], latency: dict[str, lce.Latency]) -> dict:
                     "goal >= 1.5",
                 ],
                 ["float / EL tflite size", f"{ratios['size_float_over_el']:.2f}", "goal >= 8"],
+                [
+                    "float / EL int8 median CPU time",
+                    f"{ratios['cpu_float_over_el_int8']:.2f}",
+                    "goal >= 1.5",
+                ],
+                [
+                    "float / EL int8 tflite size",
+                    f"{ratios['size_float_over_el_int8']:.2f}",
+                    "goal >= 8",
+                ],
             ],
         )
     )
@@ -239,7 +262,7 @@ def main(argv: list[str]) -> int:
     )
     results = _convert_all()
     if FLAGS.save_dir:
-        stems = {**MODELS, **FLOAT}
+        stems = {**MODELS, **FLOAT, INT8: "el_resnet50_int8"}
         for label, result in results.items():
             path = Path(FLAGS.save_dir) / f"{stems[label]}_{FLAGS.image_size}.tflite"
             lce.write_atomic(path, result["flatbuffer"])

@@ -1,15 +1,18 @@
 """Convert a trained Keras model to a Larq Compute Engine flatbuffer you can trust.
 
     python convert/to_lce.py model.h5 [-o model.tflite] [--target=arm|xcore] [--strict]
-        [--no-verify] [--samples=16] [--dataset=fashion_mnist] [--json=report.json]
+        [--int8_weights] [--no-verify] [--samples=16] [--dataset=fashion_mnist]
+        [--json=report.json]
 
 Loads the model (`.h5`, `.keras` or SavedModel) with el_larq's layers, converts it with
 LCE, lists its ops and checks that every binarized conv became an `LceBconv2d`
-(`--strict`: a float fallback is an error), runs the same inputs through Keras and
+(`--strict`: a float fallback is an error), optionally stores the float layers' weights
+as int8 (`--int8_weights`), runs the same inputs through Keras and
 LCE's interpreter, and only then writes the `.tflite` (atomically). Exit status 0: written;
 1: refused, with a one-line reason. See docs/deployment.md.
 """
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -27,6 +30,12 @@ flags.DEFINE_string(
 )
 flags.DEFINE_enum("target", "arm", ["arm", "xcore"], "LCE conversion target.")
 flags.DEFINE_bool("strict", False, "Fail when a binarized conv fell back to a float op.")
+flags.DEFINE_bool(
+    "int8_weights",
+    False,
+    "Store the weights of the float convs and dense layers (stem, downsample shortcuts, "
+    "classifier) as int8 (TFLite hybrid kernels); verification then checks the result.",
+)
 flags.DEFINE_bool("verify", True, "Compare Keras and the LCE interpreter (--no-verify skips).")
 flags.DEFINE_integer("samples", 16, "Number of inputs for the verification.", lower_bound=1)
 flags.DEFINE_string(
@@ -38,13 +47,15 @@ flags.DEFINE_string(
 flags.DEFINE_string("data_dir", None, "Dataset directory for --dataset.")
 flags.DEFINE_float(
     "rtol",
-    lce.DEFAULT_RTOL,
-    "Verification: mean |keras - lce| must be <= rtol * max |keras output|.",
+    None,
+    "Verification: mean |keras - lce| must be <= rtol * max |keras output| "
+    f"(default {lce.DEFAULT_RTOL}, with --int8_weights {lce.DEFAULT_RTOL_INT8}).",
 )
 flags.DEFINE_float(
     "min_top1",
-    lce.DEFAULT_MIN_TOP1,
-    "Verification: smallest allowed top-1 agreement (classifiers).",
+    None,
+    f"Verification: smallest allowed top-1 agreement (classifiers; default "
+    f"{lce.DEFAULT_MIN_TOP1}, with --int8_weights {lce.DEFAULT_MIN_TOP1_INT8}).",
 )
 flags.DEFINE_bool(
     "allow_unsafe", False, "Load models with Lambda layers (they run code stored in the file)."
@@ -69,6 +80,10 @@ def convert(model_path: Path) -> int:
         lce.check_writable(FLAGS.json)
     model = lce.load_model(model_path, allow_unsafe=FLAGS.allow_unsafe)
     flatbuffer, messages = lce.convert(model, target=FLAGS.target)
+    quantized = []
+    if FLAGS.int8_weights:
+        flatbuffer, quantized = lce.quantize_weights(flatbuffer)
+        print(lce.format_quantized(quantized))
 
     report = lce.census(model, flatbuffer, messages)
     print(lce.format_census(report))
@@ -81,6 +96,8 @@ def convert(model_path: Path) -> int:
         _warn(f"binarized conv(s) not accelerated by LCE, they run as float: {names}")
 
     result = {"census": report.to_json(), "size": lce.size_report(model, flatbuffer)}
+    if FLAGS.int8_weights:
+        result["int8_weights"] = [dataclasses.asdict(weight) for weight in quantized]
     if FLAGS.verify:
         if FLAGS.dataset:
             inputs = lce.dataset_inputs(
@@ -88,7 +105,13 @@ def convert(model_path: Path) -> int:
             )
         else:
             inputs = lce.random_inputs(model, FLAGS.samples)
-        check = lce.verify(model, flatbuffer, inputs, rtol=FLAGS.rtol, min_top1=FLAGS.min_top1)
+        int8 = FLAGS.int8_weights
+        rtol, min_top1 = FLAGS.rtol, FLAGS.min_top1
+        if rtol is None:
+            rtol = lce.DEFAULT_RTOL_INT8 if int8 else lce.DEFAULT_RTOL
+        if min_top1 is None:
+            min_top1 = lce.DEFAULT_MIN_TOP1_INT8 if int8 else lce.DEFAULT_MIN_TOP1
+        check = lce.verify(model, flatbuffer, inputs, rtol=rtol, min_top1=min_top1)
         print(check.summary() + (f" (dataset {FLAGS.dataset})" if FLAGS.dataset else ""))
         result["verification"] = {**vars(check), "passed": check.passed}
         if not check.passed:

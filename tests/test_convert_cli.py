@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import tensorflow as tf
+from larq_compute_engine.mlir.python import tflite_schema
 from test_lce import trained_like
 
 from el_larq.layers import BinaryConv2D, el_conv
@@ -64,7 +65,7 @@ def _inputs(root: Path) -> dict[str, Path]:
 
 
 def _cases(models: dict[str, Path], out: Path) -> dict[str, list]:
-    for name in ("grouped", "fashion", "strict", "float", "mismatch", "bad", "unwritable"):
+    for name in ("grouped", "fashion", "strict", "float", "int8", "mismatch", "bad", "unwritable"):
         (out / name).mkdir(exist_ok=True)
     (out / "unwritable" / "a_file").write_text("")
     bad = out / "bad" / "model.h5"
@@ -76,6 +77,8 @@ def _cases(models: dict[str, Path], out: Path) -> dict[str, list]:
         + ["--target", "xcore", "--dataset", "fashion_mnist"],
         "strict": [models["grouped"], "-o", out / "strict" / "g.tflite", "--strict"],
         "float": [models["float"], "-o", out / "float" / "f.tflite", "--no-verify"],
+        "int8": [models["float"], "-o", out / "int8" / "f.tflite", "--int8_weights"]
+        + ["--json", out / "int8" / "r.json"],
         # A zero tolerance: float32 summation order alone makes Keras and LCE differ.
         "mismatch": [models["el"], "-o", out / "mismatch" / "el.tflite"]
         + ["--rtol=0", "--min_top1=1"],
@@ -176,6 +179,28 @@ def test_model_without_binarized_layers_warns_nothing_to_accelerate(cli):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "no binarized layer: nothing for LCE to accelerate" in result.stderr
     assert files(out / "float") == ["f.tflite"]
+
+
+def test_int8_weights_are_written_listed_and_verified(cli):
+    results, out = cli
+    result, tflite = results["int8"], out / "int8" / "f.tflite"
+    assert result.returncode == 0, result.stderr[-2000:]
+    # stem, reduce, spatial, expand (float here) and the classifier
+    assert "int8 weights: 5 tensors (CONV_2D x4, FULLY_CONNECTED x1)" in result.stdout
+    assert "limit 0.05 x max |output|" in result.stdout and ": PASS" in result.stdout
+    data = json.loads((out / "int8" / "r.json").read_text())
+    assert len(data["int8_weights"]) == 5
+    assert all(w["int8_bytes"] * 4 == w["float32_bytes"] for w in data["int8_weights"])
+    assert data["size"]["flatbuffer_bytes"] == tflite.stat().st_size
+    model = tflite_schema.Model.GetRootAsModel(tflite.read_bytes(), 0)
+    graph = model.Subgraphs(0)
+    int8 = {
+        graph.Tensors(i).Name().decode()
+        for i in range(graph.TensorsLength())
+        if graph.Tensors(i).Type() == tflite_schema.TensorType.INT8
+    }
+    assert int8 == {w["tensor"] for w in data["int8_weights"]}
+    assert files(out / "int8") == ["f.tflite", "r.json"]
 
 
 # ---------------------------------------------------------------- bad input

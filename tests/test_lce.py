@@ -7,6 +7,7 @@ import h5py
 import numpy as np
 import pytest
 import tensorflow as tf
+from larq_compute_engine.mlir.python import tflite_schema
 
 from el_larq import lce
 from el_larq.layers import BinaryConv2D, el_conv
@@ -14,6 +15,7 @@ from el_larq.summary import model_summary
 from el_larq.zoo import get_model
 
 RNG = np.random.default_rng(0)
+BUILTIN = tflite_schema.BuiltinOperator
 
 
 def trained_like(model: tf.keras.Model, seed: int = 0) -> tf.keras.Model:
@@ -139,6 +141,92 @@ def test_size_report_compares_with_float32_weights(mixed):
     assert size["flatbuffer_bytes"] == len(flatbuffer)
     assert size["float32_bytes"] == 4 * model.count_params()
     assert size["ratio"] == pytest.approx(size["float32_bytes"] / len(flatbuffer))
+
+
+# ---------------------------------------------------------------- int8 weights
+def _tensor_types(flatbuffer: bytes) -> dict[str, tuple[int, int]]:
+    """`{op name: (weight tensor type, number of scales)}` of every float conv / dense op."""
+    model = tflite_schema.Model.GetRootAsModel(flatbuffer, 0)
+    graph = model.Subgraphs(0)
+    found = {}
+    for j in range(graph.OperatorsLength()):
+        op = graph.Operators(j)
+        code = model.OperatorCodes(op.OpcodeIndex())
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        if builtin in (BUILTIN.CONV_2D, BUILTIN.DEPTHWISE_CONV_2D, BUILTIN.FULLY_CONNECTED):
+            weights = graph.Tensors(op.Inputs(1))
+            quant = weights.Quantization()
+            found[weights.Name().decode()] = (weights.Type(), quant.ScaleLength() if quant else 0)
+    return found
+
+
+def test_int8_weights_quantize_every_float_layer_and_nothing_else(mixed):
+    model, flatbuffer, _ = mixed
+    small, quantized = lce.quantize_weights(flatbuffer)
+    # stem conv, binary depthwise, classifier; not the grouped conv that LCE kept float
+    # (TFLite has no hybrid grouped conv)
+    assert [weight.op for weight in quantized] == [
+        "CONV_2D",
+        "DEPTHWISE_CONV_2D",
+        "FULLY_CONNECTED",
+    ]
+    assert lce.op_counts(small) == lce.op_counts(flatbuffer)
+    types = _tensor_types(small)
+    int8 = {name for name, (kind, _) in types.items() if kind == tflite_schema.TensorType.INT8}
+    assert int8 == {weight.tensor for weight in quantized} and len(types) == 4
+    for weight in quantized:  # per output channel for convs, one scale for the dense layer
+        channels = (
+            1
+            if weight.op == "FULLY_CONNECTED"
+            else weight.shape[3 if weight.op == "DEPTHWISE_CONV_2D" else 0]
+        )
+        assert types[weight.tensor][1] == channels
+        assert weight.int8_bytes * 4 == weight.float32_bytes
+    # Three quarters of every weight's bytes go; each scale and zero point costs 12 bytes,
+    # alignment a few hundred at most.
+    saved = sum(weight.float32_bytes - weight.int8_bytes for weight in quantized)
+    scales = sum(types[weight.tensor][1] for weight in quantized)
+    assert 0 < len(small) - (len(flatbuffer) - saved) <= 12 * scales + 512
+    assert lce.weight_bytes(small)["LceBconv2d"] == lce.weight_bytes(flatbuffer)["LceBconv2d"]
+    # The binary depthwise kernel's +-1 weights are stored exactly, the float ones nearly.
+    errors = {weight.op: weight.max_abs_error for weight in quantized}
+    assert errors["DEPTHWISE_CONV_2D"] == 0
+    assert 0 < errors["CONV_2D"] < 0.01 and 0 < errors["FULLY_CONNECTED"] < 0.01
+
+    # The int8 weights are what runs: further from Keras than float32 rounding. (How far
+    # is no test here: a random BNN flips signs chaotically; see the float model below and
+    # docs/deployment.md for a trained one.)
+    x = lce.random_inputs(model, 16)
+    exact = lce.verify(model, flatbuffer, x)
+    assert lce.verify(model, small, x).mean_abs > 100 * exact.mean_abs
+    # Nothing float is left, so a second pass changes nothing.
+    assert lce.quantize_weights(small) == (small, [])
+
+
+def test_int8_weights_keep_a_float_model_within_a_percent_with_and_without_xnnpack():
+    tf.keras.utils.set_random_seed(0)
+    inputs = tf.keras.Input((16, 16, 3))
+    x = tf.keras.layers.Conv2D(32, 3, strides=2, activation="relu")(inputs)
+    x = tf.keras.layers.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+    x = tf.keras.layers.Conv2D(64, 1, activation="relu")(x)
+    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    model = tf.keras.Model(inputs, tf.keras.layers.Dense(10)(x))
+    small, quantized = lce.quantize_weights(lce.convert(model)[0])
+    assert len(quantized) == 4
+    x = lce.random_inputs(model, 16)
+    check = lce.verify(model, small, x)  # the float32 tolerance: 1 % of the output range
+    assert check.passed and check.top1_agreement == 1.0, check.summary()
+    assert check.mean_abs > 1e-4 * check.scale  # int8, not float32 rounding
+    xnnpack = lce.make_interpreter(small, xnnpack=True).predict(x)
+    assert np.abs(xnnpack - model.predict(x, verbose=0)).mean() <= 0.01 * check.scale
+
+
+def test_int8_weights_of_a_model_without_float_layers_change_nothing():
+    inputs = tf.keras.Input((8, 8, 32))
+    model = trained_like(tf.keras.Model(inputs, el_conv(inputs, 32, 3, name="a")))
+    flatbuffer, _ = lce.convert(model)
+    assert lce.quantize_weights(flatbuffer) == (flatbuffer, [])
+    assert "no float32 conv or dense weights" in lce.format_quantized([])
 
 
 def test_model_flops_counts_binary_macs_at_one_64th(mixed):
