@@ -27,13 +27,15 @@ def test_tiny_run_prints_rounds_and_a_paired_verdict_that_matches_them():
     # the printed rounds (rounded to 0.1 img/s, hence the tolerance).
     costs = [1 - float(el) / float(base) for el, _, base, _ in rounds]
     verdict = re.search(
-        r"paired wall-clock cost over 4 rounds: median (-?[\d.]+) %, interquartile "
-        r"(-?[\d.]+) to (-?[\d.]+) %; goal <= 10 %: (met|NOT met)",
+        r"paired wall-clock cost over 4 rounds: median (-?[\d.]+) % \(95 % CI (-?[\d.]+) to "
+        r"(-?[\d.]+) %\), interquartile (-?[\d.]+) to (-?[\d.]+) %; goal <= 10 %: (met|NOT met)",
         result.stdout,
     )
     assert verdict, result.stdout
-    median, low, high = (float(verdict.group(i)) for i in (1, 2, 3))
+    median, ci_low, ci_high, low, high = (float(verdict.group(i)) for i in range(1, 6))
     assert abs(median - 100 * statistics.median(costs)) < 1.0
-    assert low <= median <= high
-    assert (verdict.group(4) == "met") == (high <= 10)
+    # With 4 rounds the distribution-free 95 % interval of the median is the whole range.
+    assert abs(ci_low - 100 * min(costs)) < 1.0 and abs(ci_high - 100 * max(costs)) < 1.0
+    assert ci_low <= low <= median <= high <= ci_high
+    assert (verdict.group(6) == "met") == (ci_high <= 10)
     assert "paired CPU-time cost over 4 rounds" in result.stdout

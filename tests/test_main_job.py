@@ -29,9 +29,12 @@ def test_main_job_trains_converts_verifies_benchmarks_and_reuses(tmp_path):
     assert 0 <= summary["keras_top1"] <= 1 and 0 <= summary["lce_top1"] <= 1
     # Deployment keeps the predictions: at most one of 32 test images may flip.
     assert abs(summary["keras_top1"] - summary["lce_top1"]) * 32 <= 1
-    assert summary["tflite_bytes"] < summary["float32_bytes"]
-    assert summary["latency_ms_median"] > 0
-    for name in ("model.h5", "model.tflite", "convert.json", "evaluate.json", "benchmark.json"):
+    assert summary["tflite_int8_bytes"] < summary["tflite_bytes"] < summary["float32_bytes"]
+    assert 0 <= summary["lce_int8_top1"] <= 1
+    assert summary["latency_ms_median"] > 0 and summary["latency_int8_ms_median"] > 0
+    for name in ("model.h5", "model.tflite", "model_int8.tflite", "convert.json"):
+        assert (out / name).exists(), name
+    for name in ("convert_int8.json", "evaluate.json", "benchmark.json"):
         assert (out / name).exists(), name
     assert "test top-1" in first.stdout and "model.tflite" in first.stdout
 

@@ -8,10 +8,13 @@ Each step is a real run of the project's CLIs (their progress shows as they go):
 1. `train/train.py`     trains the model (resumes after a crash; a finished run in
                         the same output folder is reused unless --retrain),
 2. `convert/to_lce.py`  writes `model.tflite`, checks the op census and verifies
-                        it against Keras on real test images,
-3. `train/evaluate.py`  top-1/top-5 of `model.h5` (Keras) and `model.tflite` (LCE
+                        it against Keras on real test images; then again with
+                        `--int8_weights`: `model_int8.tflite`, whose float layers
+                        (stem, downsample shortcuts, classifier) keep int8 weights
+                        (judged by its test-set accuracy in step 3),
+3. `train/evaluate.py`  top-1/top-5 of `model.h5` (Keras) and both flatbuffers (LCE
                         interpreter) on the whole Fashion-MNIST test set,
-4. `convert/benchmark.py` host latency of the flatbuffer in LCE's interpreter,
+4. `convert/benchmark.py` host latency of both flatbuffers in LCE's interpreter,
 
 then prints a summary and writes it to `<output_dir>/summary.json`.
 """
@@ -60,6 +63,7 @@ def _read(path: str) -> dict:
 def run(out: str) -> dict:
     data = [f"--data_dir={FLAGS.data_dir}"] if FLAGS.data_dir else []
     h5, tflite = os.path.join(out, "model.h5"), os.path.join(out, "model.tflite")
+    int8 = os.path.join(out, "model_int8.tflite")
     start = time.time()
     if os.path.exists(h5) and not os.path.isdir(os.path.join(out, "backup")) and not FLAGS.retrain:
         print(f"\n==> 1/4 training: reusing the finished run in {out} (--retrain to train again)")
@@ -93,12 +97,20 @@ def run(out: str) -> dict:
             f"--json={os.path.join(out, 'convert.json')}",
         ],
     )
+    # int8 weights flip single predictions of a BNN while keeping its accuracy
+    # (docs/deployment.md, 1.1), so this flatbuffer is judged by its test-set top-1 (3/4).
     _step(
-        "3/4 test-set accuracy: Keras model.h5 vs LCE model.tflite",
+        "2/4 converting again with int8 weights in the float layers",
+        "convert/to_lce.py",
+        [h5, "-o", int8, "--int8_weights", "--no-verify", f"--json={out}/convert_int8.json"],
+    )
+    _step(
+        "3/4 test-set accuracy: Keras model.h5 vs LCE model.tflite and model_int8.tflite",
         "train/evaluate.py",
         [
             f"--model={h5}",
             f"--model={tflite}",
+            f"--model={int8}",
             "--dataset=fashion_mnist",
             *data,
             f"--num_threads={FLAGS.num_threads}",
@@ -110,6 +122,7 @@ def run(out: str) -> dict:
         "convert/benchmark.py",
         [
             tflite,
+            int8,
             f"--num_threads={FLAGS.num_threads}",
             "--num_runs=50",
             f"--json={os.path.join(out, 'benchmark.json')}",
@@ -119,10 +132,10 @@ def run(out: str) -> dict:
 
 
 def _summary(out: str, train_seconds: float) -> dict:
-    evaluation = _read(os.path.join(out, "evaluate.json"))
-    keras, lite = evaluation[0], evaluation[1]
+    keras, lite, lite8 = _read(os.path.join(out, "evaluate.json"))
     convert = _read(os.path.join(out, "convert.json"))
-    bench = _read(os.path.join(out, "benchmark.json"))[0]
+    convert8 = _read(os.path.join(out, "convert_int8.json"))
+    bench, bench8 = _read(os.path.join(out, "benchmark.json"))
     summary = {
         "model": FLAGS.model,
         "width": FLAGS.width,
@@ -133,14 +146,19 @@ def _summary(out: str, train_seconds: float) -> dict:
         "lce_top1": lite["top1"],
         "keras_top5": keras["top5"],
         "lce_top5": lite["top5"],
+        "lce_int8_top1": lite8["top1"],
+        "lce_int8_top5": lite8["top5"],
         "tflite_bytes": convert["size"]["flatbuffer_bytes"],
+        "tflite_int8_bytes": convert8["size"]["flatbuffer_bytes"],
         "float32_bytes": convert["size"]["float32_bytes"],
         "latency_ms_median": bench["median_ms"],
+        "latency_int8_ms_median": bench8["median_ms"],
         "latency_threads": bench["num_threads"],
         "kernel": bench.get("kernel"),
         "files": {
             "keras": os.path.join(out, "model.h5"),
             "tflite": os.path.join(out, "model.tflite"),
+            "tflite_int8": os.path.join(out, "model_int8.tflite"),
         },
     }
     with open(os.path.join(out, "summary.json"), "w") as f:
@@ -164,16 +182,21 @@ def main(argv):
         f"  model            {s['model']} (width {s['width']:g}), {s['epochs']} epochs, "
         f"trained in {s['train_seconds']:.0f} s\n"
         f"  test top-1       Keras {100 * s['keras_top1']:.2f} %   LCE {100 * s['lce_top1']:.2f} %"
-        f"   (accuracies {differ} of {s['test_examples']} images apart)\n"
+        f"   LCE int8 {100 * s['lce_int8_top1']:.2f} %"
+        f"   (Keras and LCE {differ} of {s['test_examples']} images apart)\n"
         f"  test top-5       Keras {100 * s['keras_top5']:.2f} %"
-        f"   LCE {100 * s['lce_top5']:.2f} %\n"
-        f"  size             {s['tflite_bytes'] / 1024:.0f} KiB flatbuffer vs "
+        f"   LCE {100 * s['lce_top5']:.2f} %   LCE int8 {100 * s['lce_int8_top5']:.2f} %\n"
+        f"  size             {s['tflite_bytes'] / 1024:.0f} KiB flatbuffer, "
+        f"{s['tflite_int8_bytes'] / 1024:.0f} KiB with int8 weights, vs "
         f"{s['float32_bytes'] / 1024:.0f} KiB float32 "
-        f"({s['float32_bytes'] / s['tflite_bytes']:.1f}x smaller)\n"
-        f"  host latency     {s['latency_ms_median']:.2f} ms median, {s['latency_threads']} thread "
+        f"({s['float32_bytes'] / s['tflite_bytes']:.1f}x and "
+        f"{s['float32_bytes'] / s['tflite_int8_bytes']:.1f}x smaller)\n"
+        f"  host latency     {s['latency_ms_median']:.2f} ms median, int8 "
+        f"{s['latency_int8_ms_median']:.2f} ms, {s['latency_threads']} thread "
         f"(LCE Python interpreter, x86 kernels: {s['kernel']}; ARM64 needs lce_benchmark_model)\n"
         f"  files            {s['files']['keras']}\n"
         f"                   {s['files']['tflite']}\n"
+        f"                   {s['files']['tflite_int8']}\n"
         f"                   {os.path.join(out, 'summary.json')}"
     )
     return 0
