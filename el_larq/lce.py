@@ -1004,8 +1004,10 @@ def quantize_weights(flatbuffer: bytes) -> tuple[bytes, list[QuantizedWeight]]:
     already 1 bit. In a binary ResNet this shrinks what stays float on purpose (stem,
     downsample shortcuts, classifier) about 4x, and with it most of the file.
 
-    The result is an approximation of the float model: check it with `verify` (as
-    `convert/to_lce.py --int8_weights` does).
+    The result approximates the float model, and in a BNN every small change in a float
+    layer flips some signs downstream: check it with `verify` (as `convert/to_lce.py
+    --int8_weights` does, with `DEFAULT_RTOL_INT8` / `DEFAULT_MIN_TOP1_INT8`) and its
+    accuracy on a test set (`train/evaluate.py`).
 
     # Arguments
         flatbuffer: The bytes of a `.tflite` model (from `convert`).
@@ -1024,6 +1026,7 @@ def quantize_weights(flatbuffer: bytes) -> tuple[bytes, list[QuantizedWeight]]:
     model = tflite_schema.ModelT.InitFromObj(tflite_schema.Model.GetRootAsModel(flatbuffer, 0))
     names = {code: name for name, code in vars(tflite_schema.BuiltinOperator).items()}
     quantized, versions = [], {}
+    uses = collections.Counter(t.buffer for graph in model.subgraphs for t in graph.tensors)
     for graph in model.subgraphs:
         for op in graph.operators:
             code = model.operatorCodes[op.opcodeIndex]
@@ -1042,6 +1045,9 @@ def quantize_weights(flatbuffer: bytes) -> tuple[bytes, list[QuantizedWeight]]:
                 continue  # grouped: TFLite has no hybrid kernel for it
             weights = np.frombuffer(bytes(buffer.data), np.float32).reshape(tensor.shape)
             values, scale, error = _int8_symmetric(weights, axis)
+            if uses[tensor.buffer] > 1:  # a constant shared with another tensor: keep it
+                model.buffers.append(tflite_schema.BufferT())
+                tensor.buffer, buffer = len(model.buffers) - 1, model.buffers[-1]
             buffer.data = np.frombuffer(values.tobytes(), np.uint8)
             tensor.type = tflite_schema.TensorType.INT8
             tensor.quantization = tflite_schema.QuantizationParametersT()

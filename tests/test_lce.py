@@ -221,6 +221,18 @@ def test_int8_weights_keep_a_float_model_within_a_percent_with_and_without_xnnpa
     assert np.abs(xnnpack - model.predict(x, verbose=0)).mean() <= 0.01 * check.scale
 
 
+def test_int8_weights_shared_by_two_convs_are_quantized_once_and_serve_both():
+    inputs = tf.keras.Input((8, 8, 4))
+    x = tf.keras.layers.Conv2D(4, 3, padding="same", name="a")(inputs)
+    model = tf.keras.Model(inputs, tf.keras.layers.Conv2D(4, 3, padding="same", name="b")(x))
+    model.get_layer("b").set_weights(model.get_layer("a").get_weights())
+    flatbuffer, _ = lce.convert(model)  # the converter keeps one constant for both convs
+    small, quantized = lce.quantize_weights(flatbuffer)
+    assert len(quantized) == 1 and lce.op_counts(small)["CONV_2D"] == 2
+    check = lce.verify(model, small, lce.random_inputs(model, 4))
+    assert check.passed and check.mean_abs > 1e-5 * check.scale, check.summary()
+
+
 def test_int8_weights_of_a_model_without_float_layers_change_nothing():
     inputs = tf.keras.Input((8, 8, 32))
     model = trained_like(tf.keras.Model(inputs, el_conv(inputs, 32, 3, name="a")))
