@@ -179,7 +179,8 @@ def main(argv):
     differ = round(abs(s["keras_top1"] - s["lce_top1"]) * s["test_examples"])
     print(
         "\n==> summary\n"
-        f"  model            {s['model']} (width {s['width']:g}), {s['epochs']} epochs, "
+        f"  model            {s['model']} (width {s['width']:g}), "
+        f"{s['epochs']} epoch{'s' * (s['epochs'] != 1)}, "
         f"trained in {s['train_seconds']:.0f} s\n"
         f"  test top-1       Keras {100 * s['keras_top1']:.2f} %   LCE {100 * s['lce_top1']:.2f} %"
         f"   LCE int8 {100 * s['lce_int8_top1']:.2f} %"
