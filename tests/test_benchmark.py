@@ -226,3 +226,33 @@ def test_host_latency_runs_every_kernel_interleaved(tflite, kernel):
 def test_unknown_kernel_lists_the_valid_ones(tflite):
     with pytest.raises(lce.DeploymentError, match="valid kernels: indirect_bgemm, optimized"):
         lce.host_latency({"a": tflite.read_bytes()}, kernel="fast")
+
+
+def test_overhead_report_compares_el_bireal_float_and_int8_at_a_small_size(tmp_path):
+    script = SCRIPT.parent / "overhead_report.py"
+    out = tmp_path / "overhead.json"
+    args = ["--image_size=32", "--num_runs=1", "--rounds=1", "--warmup_runs=0", f"--json={out}"]
+    result = subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    models = report["models"]
+    assert set(models) == {
+        "EL-ResNet50",
+        "EL-ResNet50 int8",
+        "Bi-Real-ResNet50",
+        "ResNet50 (float)",
+    }
+    el, int8 = models["EL-ResNet50"], models["EL-ResNet50 int8"]
+    # Same ops; the float layers' weights at a quarter of their bytes (their float32 biases
+    # stay), the binary kernels as they were.
+    assert el["ops"] == int8["ops"]
+    for op in ("CONV_2D", "FULLY_CONNECTED"):
+        float32 = el["weight_bytes"][op]
+        assert float32 / 4 <= int8["weight_bytes"][op] < float32 / 4 + 0.01 * float32
+    assert int8["weight_bytes"]["LceBconv2d"] == el["weight_bytes"]["LceBconv2d"]
+    ratios = report["ratios"]
+    assert ratios["size_float_over_el_int8"] > 8 > ratios["size_float_over_el"] > 4
+    assert 1.0 < ratios["flops_el_over_bireal"] < 1.05
+    assert "| float / EL int8 tflite size |" in result.stdout

@@ -11,7 +11,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "train" / "benchmark_throughput.p
 
 def test_tiny_run_prints_rounds_and_a_paired_verdict_that_matches_them():
     args = ["--width", "0.125", "--image_size", "16", "--batch_size", "4", "--steps", "1"]
-    args += ["--rounds", "4", "--warmup", "0"]
+    args += ["--rounds", "4", "--warmup", "1"]
     result = subprocess.run(
         [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300
     )

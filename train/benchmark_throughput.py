@@ -33,14 +33,17 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("model", "el_resnet26", "The model with Elastic-Link.")
 flags.DEFINE_string("baseline", "bireal_resnet26", "The same net without Elastic-Link.")
 flags.DEFINE_float("width", 0.25, "Width multiplier of both models.")
-flags.DEFINE_integer("image_size", 28, "Input side.")
-flags.DEFINE_integer("channels", 1, "Input channels.")
-flags.DEFINE_integer("num_classes", 10, "Classes.")
-flags.DEFINE_integer("batch_size", 64, "Batch size.")
-flags.DEFINE_integer("steps", 5, "Training steps per round and model.")
-flags.DEFINE_integer("rounds", 20, "Alternating rounds.")
+flags.DEFINE_integer("image_size", 28, "Input side.", lower_bound=1)
+flags.DEFINE_integer("channels", 1, "Input channels.", lower_bound=1)
+flags.DEFINE_integer("num_classes", 10, "Classes.", lower_bound=1)
+flags.DEFINE_integer("batch_size", 64, "Batch size.", lower_bound=1)
+flags.DEFINE_integer("steps", 5, "Training steps per round and model.", lower_bound=1)
+flags.DEFINE_integer("rounds", 20, "Alternating rounds.", lower_bound=1)
 flags.DEFINE_integer(
-    "warmup", 10, "Warm-up steps per model, after tracing and again in an untimed round."
+    "warmup",
+    10,
+    "Warm-up steps per model, after tracing and again in an untimed round.",
+    lower_bound=0,
 )
 flags.DEFINE_bool("jit_compile", False, "Compile the training steps with XLA.")
 flags.DEFINE_float("goal", 0.10, "Largest acceptable throughput cost of Elastic-Link.")
@@ -94,8 +97,9 @@ def main(argv):
         print(f"{name}: {model.count_params()} parameters, {len(model.layers)} layers")
     # One untimed round in the timed order: the first model run after another model's
     # warm-up was measured up to 2x slow (its memory and kernels went cold).
-    for name in names:
-        trainers[name].run(FLAGS.warmup)
+    if FLAGS.warmup:
+        for name in names:
+            trainers[name].run(FLAGS.warmup)
     images = FLAGS.steps * FLAGS.batch_size
     wall = {name: [] for name in names}
     cpu = {name: [] for name in names}
