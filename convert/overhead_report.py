@@ -105,7 +105,6 @@ def _table(header: list[str], rows: list[list]) -> str:
 
 def _report(results: dict[str, dict], latency: dict[str, lce.Latency]) -> dict:
     labels = list(results)
-    el, bireal, fp, int8 = EL, BIREAL, FP, INT8
     print("\n## Compute and size\n")
     rows = []
     for label in labels:
@@ -142,17 +141,17 @@ def _report(results: dict[str, dict], latency: dict[str, lce.Latency]) -> dict:
     print("\n".join(latency[label].row() for label in labels))
 
     ratios = {
-        "flops_el_over_bireal": results[el]["flops"]["flops"] / results[bireal]["flops"]["flops"],
-        "latency_el_over_bireal": latency[el].median_ms / latency[bireal].median_ms,
+        "flops_el_over_bireal": results[EL]["flops"]["flops"] / results[BIREAL]["flops"]["flops"],
+        "latency_el_over_bireal": latency[EL].median_ms / latency[BIREAL].median_ms,
         # CPU time hardly moves when other jobs share the cores; wall time does.
-        "cpu_el_over_bireal": latency[el].cpu_median_ms / latency[bireal].cpu_median_ms,
-        "cpu_float_over_el": latency[fp].cpu_median_ms / latency[el].cpu_median_ms,
-        "size_el_over_bireal": len(results[el]["flatbuffer"]) / len(results[bireal]["flatbuffer"]),
-        "latency_float_over_el": latency[fp].median_ms / latency[el].median_ms,
-        "size_float_over_el": len(results[fp]["flatbuffer"]) / len(results[el]["flatbuffer"]),
-        "cpu_float_over_el_int8": latency[fp].cpu_median_ms / latency[int8].cpu_median_ms,
-        "size_float_over_el_int8": len(results[fp]["flatbuffer"])
-        / len(results[int8]["flatbuffer"]),
+        "cpu_el_over_bireal": latency[EL].cpu_median_ms / latency[BIREAL].cpu_median_ms,
+        "cpu_float_over_el": latency[FP].cpu_median_ms / latency[EL].cpu_median_ms,
+        "size_el_over_bireal": len(results[EL]["flatbuffer"]) / len(results[BIREAL]["flatbuffer"]),
+        "latency_float_over_el": latency[FP].median_ms / latency[EL].median_ms,
+        "size_float_over_el": len(results[FP]["flatbuffer"]) / len(results[EL]["flatbuffer"]),
+        "cpu_float_over_el_int8": latency[FP].cpu_median_ms / latency[INT8].cpu_median_ms,
+        "size_float_over_el_int8": len(results[FP]["flatbuffer"])
+        / len(results[INT8]["flatbuffer"]),
     }
     print("\n## Ratios\n")
     print(

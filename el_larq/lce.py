@@ -1024,23 +1024,21 @@ def quantize_weights(flatbuffer: bytes) -> tuple[bytes, list[QuantizedWeight]]:
         ```
     """
     model = tflite_schema.ModelT.InitFromObj(tflite_schema.Model.GetRootAsModel(flatbuffer, 0))
-    names = {code: name for name, code in vars(tflite_schema.BuiltinOperator).items()}
     quantized, versions = [], {}
     uses = collections.Counter(t.buffer for graph in model.subgraphs for t in graph.tensors)
     for graph in model.subgraphs:
         for op in graph.operators:
             code = model.operatorCodes[op.opcodeIndex]
-            op_name = names.get(max(code.builtinCode, code.deprecatedBuiltinCode))
+            op_name = _BUILTIN_NAMES.get(max(code.builtinCode, code.deprecatedBuiltinCode))
             spec = _HYBRID_OPS.get(op_name)
             if spec is None or len(op.inputs) <= spec[0] or op.inputs[spec[0]] < 0:
                 continue
             index, axis, version = spec
             tensor = graph.tensors[op.inputs[index]]
             buffer = model.buffers[tensor.buffer]
-            if tensor.type != tflite_schema.TensorType.FLOAT32 or buffer.data is None:
+            float32 = tensor.type == tflite_schema.TensorType.FLOAT32
+            if not float32 or buffer.data is None or len(buffer.data) == 0:
                 continue  # not a float constant (already quantized, or computed)
-            if len(buffer.data) == 0:
-                continue
             if op_name == "CONV_2D" and graph.tensors[op.inputs[0]].shape[-1] != tensor.shape[-1]:
                 continue  # grouped: TFLite has no hybrid kernel for it
             weights = np.frombuffer(bytes(buffer.data), np.float32).reshape(tensor.shape)

@@ -102,7 +102,8 @@ def run(out: str) -> dict:
     _step(
         "2/4 converting again with int8 weights in the float layers",
         "convert/to_lce.py",
-        [h5, "-o", int8, "--int8_weights", "--no-verify", f"--json={out}/convert_int8.json"],
+        [h5, "-o", int8, "--int8_weights", "--no-verify"]
+        + [f"--json={os.path.join(out, 'convert_int8.json')}"],
     )
     _step(
         "3/4 test-set accuracy: Keras model.h5 vs LCE model.tflite and model_int8.tflite",
