@@ -167,6 +167,24 @@ def test_activation_scaling_matches_numpy(k, s, hw):
     np.testing.assert_allclose(scaled(x).numpy(), expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("k, s", [(1, 1), (3, 2)])
+def test_activation_scaling_equals_the_abs_formulation_in_keras_and_lce(k, s):
+    """K is `2 mean relu(x) - mean x` (no slow TFLite ABS): `mean |x|` up to rounding."""
+    x = RNG.normal(size=(1, 9, 9, 64)).astype(np.float32) * 3 + 0.5
+    layer = BinaryConv2D(32, k, strides=s, activation_scaling=True)
+    inputs = tf.keras.Input((9, 9, 64))
+    model = tf.keras.Model(inputs, layer(inputs))
+    abs_form = tf.nn.avg_pool2d(
+        tf.reduce_mean(tf.abs(x), axis=-1, keepdims=True), k, s, padding="SAME"
+    )
+    expected = lq.layers.QuantConv2D.call(layer, x).numpy() * abs_form.numpy()
+    np.testing.assert_allclose(model(x).numpy(), expected, rtol=1e-5, atol=1e-5)
+    flatbuffer = lce.convert_keras_model(model)
+    assert "ABS" not in op_counts(flatbuffer) and op_counts(flatbuffer)["LceBconv2d"] == 1
+    actual = lce.testing.Interpreter(flatbuffer, num_threads=1).predict(x)
+    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-4)
+
+
 def test_binary_conv_matches_sign_conv_with_one_padding():
     x = RNG.normal(size=(1, 5, 5, 3)).astype(np.float32)
     layer = BinaryConv2D(2, 3)
@@ -297,8 +315,10 @@ def test_el_network_converts_to_binary_lce_ops():
     with_gamma = [link for link in links if link.kind != "identity"]
     scaled = [layer for layer in binary if layer.activation_scaling]
     # BN folded into the bconv: the only MULs left are 1/gamma of each Squeeze/Expand
-    # link, plus K and the (unfoldable) BN scale of the K-scaled conv.
-    assert counts["MUL"] == len(with_gamma) + 2 * len(scaled)
+    # link, plus, per K-scaled conv, K's factor 2 (on the 1-channel map), K itself and
+    # the (unfoldable) BN scale.
+    assert counts["MUL"] == len(with_gamma) + 3 * len(scaled)
+    assert "ABS" not in counts  # TFLite's slow ABS kernel (see _activation_scale)
     # No BN survives as a standalone op; the only ADDs are the EL sums (+1 for the BN
     # of the depthwise conv, which LCE does not fold).
     assert counts["ADD"] <= len(links) + 1
