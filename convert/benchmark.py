@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from absl import app, flags  # noqa: E402
 
-from el_larq import lce  # noqa: E402  (el_larq before TensorFlow: selects Keras 2)
+from el_larq import lce, profile  # noqa: E402  (el_larq before TensorFlow: selects Keras 2)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("device", "host", ["host", *lce.DEVICE_MODES], "Where to run.")
@@ -42,6 +42,13 @@ flags.DEFINE_string("serial", None, "Device adb: device serial (adb -s).")
 flags.DEFINE_string("remote_dir", "/data/local/tmp", "Device adb/ssh: directory on the device.")
 flags.DEFINE_bool("dry_run", False, "Device: print the commands, run nothing.")
 flags.DEFINE_string("json", None, "Also write the results as JSON to this path.")
+flags.DEFINE_bool(
+    "profile",
+    False,
+    "Also print a per-op profile of each model (host: every op timed on its own with the "
+    "real shapes and values, el_larq.profile; docs/deployment.md).",
+)
+flags.DEFINE_string("profile_json", None, "Write the per-op profiles as JSON to this path.")
 
 
 def _labels(paths: list[Path]) -> list[str]:
@@ -71,6 +78,21 @@ def _host(paths: list[Path]) -> list[lce.Latency]:
     return list(results.values())
 
 
+def _host_profiles(paths: list[Path]) -> list[profile.Profile]:
+    return [
+        profile.profile_host(
+            path.read_bytes(),
+            name=label,
+            num_runs=FLAGS.num_runs,
+            warmup_runs=FLAGS.warmup_runs,
+            num_threads=FLAGS.num_threads,
+            kernel=FLAGS.kernel,
+            xnnpack=FLAGS.xnnpack,
+        )
+        for label, path in zip(_labels(paths), paths, strict=True)
+    ]
+
+
 def _device(paths: list[Path]) -> list[lce.Latency]:
     rows = []
     for label, path in zip(_labels(paths), paths, strict=True):
@@ -97,8 +119,17 @@ def benchmark(paths: list[Path]) -> int:
     for path in paths:
         if not path.is_file():
             raise lce.DeploymentError(f"{path}: no such file")
-    if FLAGS.json:
-        lce.check_writable(FLAGS.json)
+    for output in (FLAGS.json, FLAGS.profile_json):
+        if output:
+            lce.check_writable(output)
+    if FLAGS.profile_json and not FLAGS.profile:
+        raise lce.DeploymentError("--profile_json needs --profile")
+    if FLAGS.profile and FLAGS.device != "host":
+        raise lce.DeploymentError(
+            "--profile runs on the host; on a device, run lce_benchmark_model with "
+            "--enable_op_profiling=true and read its output with "
+            "el_larq.profile.parse_op_profile"
+        )
     rows = _host(paths) if FLAGS.device == "host" else _device(paths)
     if not rows:  # dry run
         return 0
@@ -107,6 +138,13 @@ def benchmark(paths: list[Path]) -> int:
     if FLAGS.json:
         payload = [dataclasses.asdict(row) for row in rows]
         lce.write_atomic(FLAGS.json, (lce.json_dumps(payload) + "\n").encode())
+    if FLAGS.profile:
+        profiles = _host_profiles(paths)
+        for result in profiles:
+            print("\n" + profile.format_profile(result))
+        if FLAGS.profile_json:
+            payload = [result.to_json() for result in profiles]
+            lce.write_atomic(FLAGS.profile_json, (lce.json_dumps(payload) + "\n").encode())
     return 0
 
 
