@@ -33,18 +33,19 @@ import shlex
 import statistics
 import tempfile
 import time
-import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import flatbuffers
-import h5py
 import larq as lq
 import larq_compute_engine as lce
 import numpy as np
 import tensorflow as tf
 from larq_compute_engine.mlir.python import tflite_schema
+
+from el_larq import safety
+from el_larq.safety import DeploymentError, read_model_config, validate_flatbuffer
 
 __all__ = [
     "Census",
@@ -88,10 +89,6 @@ _BUILTIN_NAMES = {
     for name, code in vars(tflite_schema.BuiltinOperator).items()
     if not name.startswith("_")
 }
-
-
-class DeploymentError(Exception):
-    """A problem with the user's model, data or paths, explained in one line."""
 
 
 # ---------------------------------------------------------------- flatbuffer ops
@@ -163,100 +160,8 @@ def weight_bytes(flatbuffer: bytes) -> collections.Counter:
 
 
 # ---------------------------------------------------------------- loading
-_UNSAFE_LAYERS = ("Lambda",)
-_SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
-
-
-def _config_layers(config: Any) -> Iterator[tuple[str, str]]:
-    """`(class_name, layer name)` of every layer in a Keras model config, nested ones too."""
-    if isinstance(config, dict):
-        for key, value in config.items():
-            if key == "layers" and isinstance(value, list):
-                for layer in value:
-                    if isinstance(layer, dict) and "class_name" in layer:
-                        layer_config = layer.get("config") or {}
-                        yield layer["class_name"], layer_config.get("name", "?")
-            yield from _config_layers(value)
-    elif isinstance(config, list):
-        for value in config:
-            yield from _config_layers(value)
-
-
-def _h5_config(path: Path) -> Any:
-    try:
-        with h5py.File(path, "r") as f:
-            raw = f.attrs.get("model_config")
-    except OSError as error:
-        raise DeploymentError(
-            f"{path} is not a readable HDF5 file (corrupt or truncated?): {error}"
-        ) from None
-    if raw is None:
-        raise DeploymentError(
-            f"{path} holds no Keras model config (a weights-only file?); save the whole model "
-            "with model.save(path)"
-        )
-    return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
-
-
-def _keras_zip_config(path: Path) -> Any:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return json.loads(archive.read("config.json"))
-    except (zipfile.BadZipFile, KeyError, ValueError) as error:
-        raise DeploymentError(f"{path} is not a valid .keras archive: {error}") from None
-
-
-def _saved_model_config(path: Path) -> Any:
-    from tf_keras.protobuf import saved_metadata_pb2
-
-    metadata_file = path / "keras_metadata.pb"
-    if not metadata_file.exists():
-        raise DeploymentError(
-            f"{path} is a SavedModel without Keras metadata (keras_metadata.pb); save it with "
-            "tf.keras model.save(path, save_format='tf')"
-        )
-    metadata = saved_metadata_pb2.SavedMetadata()
-    try:
-        metadata.ParseFromString(metadata_file.read_bytes())
-        nodes = [json.loads(node.metadata) for node in metadata.nodes]
-    except Exception as error:  # protobuf raises its own DecodeError
-        raise DeploymentError(f"{path}/keras_metadata.pb is corrupt: {error}") from None
-    # Flat list of every object's metadata: the same shape as a config's "layers".
-    return {"layers": [node for node in nodes if "class_name" in node]}
-
-
-def read_model_config(path: str | os.PathLike) -> Any:
-    """A saved Keras model's config, read without deserialising (so without running) it.
-
-    # Arguments
-        path: A `.h5`/`.hdf5` file, a `.keras` archive or a SavedModel directory.
-
-    # Returns
-        The config as parsed JSON.
-
-    # Raises
-        DeploymentError: missing path, not a model, or a corrupt file.
-
-    # Example
-        ```python
-        config = read_model_config("model.h5")
-        ```
-    """
-    path = Path(path)
-    if not path.exists():
-        raise DeploymentError(f"{path}: no such file or directory")
-    if path.is_dir():
-        if not any((path / name).exists() for name in _SAVED_MODEL_FILES):
-            raise DeploymentError(f"{path} is a directory but not a SavedModel (no saved_model.pb)")
-        return _saved_model_config(path)
-    if path.suffix in (".h5", ".hdf5", ".hdf") or h5py.is_hdf5(path):
-        return _h5_config(path)
-    if zipfile.is_zipfile(path):
-        return _keras_zip_config(path)
-    raise DeploymentError(
-        f"{path} is not a Keras model: expected a .h5 file, a .keras archive or a SavedModel "
-        "directory"
-    )
+# Reading and checking stored configs lives in el_larq.safety (no TensorFlow needed to
+# read them); `read_model_config` stays importable from here.
 
 
 def _known_custom_objects() -> list[str]:
@@ -266,9 +171,11 @@ def _known_custom_objects() -> list[str]:
 def load_model(path: str | os.PathLike, *, allow_unsafe: bool = False) -> tf.keras.Model:
     """Load a Keras model that uses el_larq's (and larq's) layers, safely.
 
-    The config is inspected before anything is deserialised: `Lambda` layers carry
-    Python bytecode that runs when the model is loaded or called, so a model with one is
-    refused unless `allow_unsafe=True`.
+    The whole stored config is checked before anything is deserialised
+    (`el_larq.safety.check_model_config`): layers that run code stored in the file
+    (`Lambda`, also inside wrappers, RNN cells or nested models) are refused unless
+    `allow_unsafe=True`; unknown classes, foreign module names, corrupt or absurdly
+    nested configs are always refused.
 
     # Arguments
         path: A `.h5` file, a `.keras` archive or a SavedModel directory.
@@ -278,25 +185,22 @@ def load_model(path: str | os.PathLike, *, allow_unsafe: bool = False) -> tf.ker
         The `tf.keras.Model`, not compiled.
 
     # Raises
-        DeploymentError: missing or corrupt file, not a model, a `Lambda` layer, or a
-            layer class that is not registered (the message lists the registered ones).
+        DeploymentError: missing or corrupt file, not a model, a layer that runs stored
+            code, or a layer class that is not registered (the message lists the
+            registered ones).
 
     # Example
         ```python
         model = load_model("el_resnet18.h5")
         ```
     """
-    config = read_model_config(path)
-    unsafe = [name for cls, name in _config_layers(config) if cls in _UNSAFE_LAYERS]
-    if unsafe and not allow_unsafe:
-        raise DeploymentError(
-            f"{path} contains Lambda layer(s) {', '.join(unsafe)}, which run Python code stored "
-            "in the file; refusing to load it. Pass --allow_unsafe only if you trust the file"
-        )
+    safety.check_model_file(path, allow_unsafe=allow_unsafe)
     try:
         model = tf.keras.models.load_model(
             os.fspath(path), compile=False, safe_mode=not allow_unsafe
         )
+    except RecursionError:  # not reachable through a checked config; never a traceback
+        raise DeploymentError(f"cannot load {path}: its config is nested too deeply") from None
     except Exception as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
         unknown = re.search(r"Unknown (?:layer|object|class)\w*: '?([\w.]+)'?", message)
@@ -1138,12 +1042,30 @@ LATENCY_HEADER = (
 
 
 def make_interpreter(
-    flatbuffer: bytes, *, num_threads: int = 1, kernel: str = "indirect_bgemm", xnnpack=False
+    flatbuffer: bytes,
+    *,
+    num_threads: int = 1,
+    kernel: str = "indirect_bgemm",
+    xnnpack=False,
+    source: str = "the model",
 ) -> Any:
     """LCE's Python interpreter with a named binary-conv kernel.
 
     On x86 `"indirect_bgemm"` is the fast one (LCE's default `"optimized"` path is
-    tuned for ARM); `"reference"` is the slow, simple one.
+    tuned for ARM); `"reference"` is the slow, simple one. The flatbuffer is checked
+    first (`el_larq.safety.validate_flatbuffer`): TFLite trusts its input, and a
+    truncated or corrupt file would crash the process instead of raising.
+
+    # Arguments
+        flatbuffer: The bytes of a `.tflite` model.
+        num_threads: Interpreter threads.
+        kernel: Binary conv kernel, one of `KERNELS`.
+        xnnpack: Run float ops through TFLite's XNNPACK delegate.
+        source: Where the bytes came from (a file name), for error messages.
+
+    # Raises
+        DeploymentError: an unknown kernel, an invalid flatbuffer, or one the
+            interpreter refuses (one line).
 
     # Example
         ```python
@@ -1152,13 +1074,31 @@ def make_interpreter(
     """
     if kernel not in KERNELS:
         raise DeploymentError(f"unknown kernel '{kernel}'; valid kernels: {', '.join(KERNELS)}")
-    return lce.testing.Interpreter(
-        flatbuffer,
-        num_threads=num_threads,
-        use_reference_bconv=kernel == "reference",
-        use_indirect_bgemm=kernel == "indirect_bgemm",
-        use_xnnpack=xnnpack,
-    )
+    validate_flatbuffer(flatbuffer, source)
+    # TFLite prints its reasons on file descriptor 2 and raises a generic error: keep
+    # them for the one-line message. One run on zeros finds what only Invoke checks
+    # (unsupported types of a valid file), here instead of mid-benchmark.
+    try:
+        with _captured_stderr() as lines:
+            interpreter = lce.testing.Interpreter(
+                flatbuffer,
+                num_threads=num_threads,
+                use_reference_bconv=kernel == "reference",
+                use_indirect_bgemm=kernel == "indirect_bgemm",
+                use_xnnpack=xnnpack,
+            )
+            zeros = [
+                np.zeros(shape, dtype)
+                for shape, dtype in zip(
+                    interpreter.input_shapes, interpreter.input_types, strict=True
+                )
+            ]
+            interpreter.predict(zeros[0] if len(zeros) == 1 else zeros)
+    except (RuntimeError, ValueError) as error:
+        errors = [line.removeprefix("ERROR: ") for line in lines if line.startswith("ERROR")]
+        reason = "; ".join(errors[:2]) or " ".join(str(error).split()) or type(error).__name__
+        raise DeploymentError(f"LCE's interpreter cannot run {source}: {reason}") from None
+    return interpreter
 
 
 def _timed_runs(interpreter: Any, x: np.ndarray, runs: int) -> list[tuple[float, float]]:
@@ -1229,7 +1169,7 @@ def host_latency(
     interpreters, inputs, times = {}, {}, {}
     for name, flatbuffer in flatbuffers.items():
         interpreters[name] = make_interpreter(
-            flatbuffer, num_threads=num_threads, kernel=kernel, xnnpack=xnnpack
+            flatbuffer, num_threads=num_threads, kernel=kernel, xnnpack=xnnpack, source=name
         )
         shape = interpreters[name].input_shapes[0]
         inputs[name] = np.random.default_rng(0).uniform(-1, 1, size=shape).astype(np.float32)
@@ -1266,6 +1206,13 @@ def device_commands(
     * `ssh`: copy binary and model to a Pi (`host`, e.g. `pi@raspberrypi.local`) and run
       them there.
 
+    Nothing a user typed can become an option or shell code: local paths are made
+    absolute (never starting with `-`), `--` ends ssh's and scp's options, hosts must
+    be plain `[user@]host`, the remote directory must be absolute and made of
+    characters every shell and scp mode take literally, the remote file names are the
+    local ones with any other character replaced by `_`, and the remote commands are
+    `shlex`-quoted (adb and ssh hand them to the device's shell).
+
     # Arguments
         graph: Path of the `.tflite` model here.
         mode: One of `DEVICE_MODES`.
@@ -1275,11 +1222,15 @@ def device_commands(
         num_runs: `--num_runs` of the benchmark.
         host: ssh destination (`ssh` mode).
         serial: adb device serial (`adb` mode, optional).
-        remote_dir: Directory on the device for binary and model.
+        remote_dir: Absolute directory on the device for binary and model.
         extra_flags: More `lce_benchmark_model` flags, e.g. `["--warmup_runs=5"]`.
 
     # Returns
         A list of argv lists, to be run in order; the last one prints the timings.
+
+    # Raises
+        DeploymentError: an unknown mode, or a host, serial or remote directory that
+            could be read as an option or need shell quoting (one line).
 
     # Example
         ```python
@@ -1293,25 +1244,42 @@ def device_commands(
         )
     flags = [f"--num_threads={num_threads}", f"--num_runs={num_runs}", *extra_flags]
     if mode == "local":
-        return [[binary, f"--graph={graph}", *flags]]
-    remote_binary = f"{remote_dir}/{Path(binary).name}"
-    remote_graph = f"{remote_dir}/{Path(graph).name}"
-    # adb shell and ssh hand the command to a remote shell: quote every word.
+        # A relative name without '/' is looked up on PATH; anything else runs as given,
+        # made absolute so that it cannot start with '-'.
+        on_path = "/" not in binary and not binary.startswith("-")
+        local_binary = binary if on_path else os.path.abspath(binary)
+        return [[local_binary, f"--graph={os.path.abspath(graph)}", *flags]]
+    remote_dir = safety.check_remote_dir(remote_dir)
+    base = remote_dir.rstrip("/")
+    remote_binary = f"{base}/{safety.remote_name(binary)}"
+    remote_graph = f"{base}/{safety.remote_name(graph)}"
+    if remote_binary == remote_graph:
+        raise DeploymentError(
+            f"the binary and the model would both be {remote_graph} on the device; rename one"
+        )
+    # Absolute local paths: adb has no `--`, and no operand may look like an option.
+    local_binary, local_graph = os.path.abspath(binary), os.path.abspath(graph)
+    # adb shell and ssh hand the command to the device's shell: quote every word.
     remote_run = shlex.join([remote_binary, f"--graph={remote_graph}", *flags])
+    chmod = shlex.join(["chmod", "+x", remote_binary])
     if mode == "adb":
+        if serial is not None and not re.fullmatch(r"[A-Za-z0-9._:][A-Za-z0-9._:-]*", serial):
+            raise DeploymentError(f"--serial {serial!r} is not an adb device serial")
         adb = ["adb", *(["-s", serial] if serial else [])]
         return [
-            [*adb, "push", binary, remote_binary],
-            [*adb, "shell", f"chmod +x {shlex.quote(remote_binary)}"],
-            [*adb, "push", graph, remote_graph],
+            [*adb, "push", local_binary, remote_binary],
+            [*adb, "shell", chmod],
+            [*adb, "push", local_graph, remote_graph],
             [*adb, "shell", remote_run],
         ]
-    if not host:
-        raise DeploymentError("ssh mode needs --host, e.g. --host=pi@raspberrypi.local")
+    host = safety.check_ssh_host(host)
     return [
-        ["ssh", host, f"mkdir -p {shlex.quote(remote_dir)}"],
-        ["scp", binary, graph, f"{host}:{remote_dir}/"],
-        ["ssh", host, f"chmod +x {shlex.quote(remote_binary)} && {remote_run}"],
+        ["ssh", "--", host, shlex.join(["mkdir", "-p", remote_dir])],
+        # One file per scp with its full remote path: the remote name is ours, and the
+        # checked remote path reads the same in scp's legacy (shell) and SFTP modes.
+        ["scp", "--", local_binary, f"{host}:{remote_binary}"],
+        ["scp", "--", local_graph, f"{host}:{remote_graph}"],
+        ["ssh", "--", host, f"{chmod} && {remote_run}"],
     ]
 
 
