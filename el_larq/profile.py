@@ -5,11 +5,12 @@ of a flatbuffer on its own, with the real tensor shapes, the real constant weigh
 the real input values (captured from one run of the whole model) and the same
 interpreter settings as the whole-graph benchmark:
 
-* one graph holds the op once, another holds `repeats` copies of it side by side (same
-  inputs, own outputs; TFLite runs every node whether its output is used or not), and
-  the op's time is `(t_repeats - t_once) / (repeats - 1)`. The difference cancels what
-  is not the op: the Python call, `Invoke`'s fixed cost, and copying inputs in and
-  outputs out, which for a one-op graph would be as large as many element-wise ops;
+* one graph holds `repeats` copies of the op side by side (same inputs, each its own
+  output), another holds the op once with its output listed `repeats` times; both copy
+  the same bytes in and out, and the op's time is `(t_copies - t_once) / (repeats - 1)`.
+  The difference cancels what is not the op: the Python call, `Invoke`'s fixed cost,
+  and copying inputs in and outputs out, which for a one-op graph would be as large as
+  many element-wise ops;
 * the graphs of all ops are timed in interleaved rounds, and the whole model with them,
   so that a busy moment of the machine hits all of them alike.
 
@@ -155,45 +156,50 @@ def _all_tensors_graph(model: Any) -> tuple[bytes, list[int]]:
     return _pack(capture), produced
 
 
-def _one_op_graph(model: Any, op: Any, repeats: int) -> bytes:
-    """A model holding `repeats` copies of `op` reading the same (fresh) input tensors."""
+def _one_op_graph(model: Any, op: Any, repeats: int, copies: bool) -> bytes:
+    """A model running `op` on fresh input tensors, with `repeats` outputs to copy out.
+
+    `copies=True`: `repeats` copies of the op side by side, each output a graph output.
+    `copies=False`: the op once, its output listed `repeats` times as a graph output.
+    Both copy the same bytes out per run, so their time difference is `repeats - 1` runs
+    of the op. (Unexported copies would be cheaper to copy out, but XNNPACK prunes nodes
+    whose outputs nobody reads.)
+    """
     graph = model.subgraphs[0]
     extract = tflite_schema.ModelT()
     extract.version, extract.description = model.version, model.description
     extract.operatorCodes = [model.operatorCodes[op.opcodeIndex]]
     extract.buffers = [tflite_schema.BufferT()]  # buffer 0: the empty sentinel
     sub = tflite_schema.SubGraphT()
-    sub.tensors, sub.operators, sub.inputs = [], [], []
+    sub.tensors, sub.operators, sub.inputs, sub.outputs = [], [], [], []
     remap: dict[int, int] = {}
 
-    def add_tensor(index: int, constant_ok: bool) -> int:
+    def add_tensor(index: int) -> int:
         tensor = copy.copy(graph.tensors[index])
-        if constant_ok and _is_constant(model, tensor):
-            extract.buffers.append(model.buffers[tensor.buffer])
-            tensor.buffer = len(extract.buffers) - 1
-        else:
-            extract.buffers.append(tflite_schema.BufferT())
-            tensor.buffer = len(extract.buffers) - 1
+        constant = _is_constant(model, tensor)
+        extract.buffers.append(
+            model.buffers[tensor.buffer] if constant else tflite_schema.BufferT()
+        )
+        tensor.buffer = len(extract.buffers) - 1
         sub.tensors.append(tensor)
         return len(sub.tensors) - 1
 
     for index in op.inputs:
         if index >= 0 and index not in remap:
-            remap[index] = add_tensor(index, constant_ok=True)
+            remap[index] = add_tensor(index)
             if not _is_constant(model, graph.tensors[index]):
                 sub.inputs.append(remap[index])
-    outputs = []
-    for copy_index in range(repeats):
+    for _ in range(repeats if copies else 1):
         clone = copy.copy(op)
         clone.opcodeIndex = 0
         clone.inputs = [remap[i] if i >= 0 else -1 for i in op.inputs]
-        clone.outputs = [add_tensor(i, constant_ok=False) for i in op.outputs]
+        clone.outputs = [add_tensor(i) for i in op.outputs]
         if op.intermediates is not None and len(op.intermediates):
-            clone.intermediates = [add_tensor(i, constant_ok=False) for i in op.intermediates]
+            clone.intermediates = [add_tensor(i) for i in op.intermediates]
         sub.operators.append(clone)
-        if copy_index == 0:
-            outputs = list(clone.outputs)
-    sub.outputs = outputs  # only the first copy's: one output copy per run
+        sub.outputs += clone.outputs
+    if not copies:
+        sub.outputs *= repeats
     sub.name = graph.name
     extract.subgraphs = [sub]
     return _pack(extract)
@@ -269,7 +275,10 @@ def profile_host(
     ops, pairs = [], []
     for position, op in enumerate(graph.operators):
         inputs = [values[i] for i in _run_inputs(model, op)]
-        pair = [lce.make_interpreter(_one_op_graph(model, op, n), **settings) for n in (1, repeats)]
+        pair = [
+            lce.make_interpreter(_one_op_graph(model, op, repeats, copies), **settings)
+            for copies in (False, True)
+        ]
         for interpreter in pair:
             _timed(interpreter, inputs, warmup_runs)
         pairs.append((pair, inputs))

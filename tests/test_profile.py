@@ -71,10 +71,13 @@ def test_one_op_graphs_reproduce_the_whole_graphs_values(flatbuffer):
     np.testing.assert_array_equal(values[graph.outputs[0]], whole)
     for op in graph.operators:
         inputs = [values[i] for i in profile._run_inputs(model, op)]
-        for repeats in (1, 3):
-            one = lce.make_interpreter(profile._one_op_graph(model, op, repeats))
-            out = one.interpreter.predict(inputs)
-            np.testing.assert_array_equal(out[0], values[op.outputs[0]])
+        for copies in (False, True):
+            for xnnpack in (False, True):
+                cut = profile._one_op_graph(model, op, 3, copies)
+                out = lce.make_interpreter(cut, xnnpack=xnnpack).interpreter.predict(inputs)
+                assert len(out) == 3 * len(op.outputs)
+                for value in out:
+                    np.testing.assert_allclose(value, values[op.outputs[0]], rtol=1e-6, atol=1e-6)
 
 
 def test_the_slowest_op_is_the_one_with_the_work():
