@@ -7,6 +7,7 @@ everything a run produces into `config.output_dir`:
     checkpoints/last.h5   weights after the latest epoch
     checkpoints/best.h5   weights of the epoch with the best validation top-1
     backup/               Keras BackupAndRestore state (removed once model.h5 exists)
+    FAILED                only after a failure that left nothing to resume: why
     logs/                 TensorBoard logs
     metrics.csv, .json    one row per epoch (loss, top-1, top-5, validation, lr, time)
     gamma_report.json     learned gamma of every Elastic-Link (and .png plot)
@@ -14,17 +15,21 @@ everything a run produces into `config.output_dir`:
 
 Runs are crash-safe: killed at any point, the same command resumes from the last
 backup (every epoch end, or every `backup_steps` steps) and ends after the same number
-of epochs.
+of epochs, with one metrics row per epoch. The directory belongs to one run
+(`el_larq.run_dir`): it is locked while training, a different configuration is refused,
+and `overwrite` removes only the files a run writes.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import math
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -35,7 +40,7 @@ import numpy as np
 import tensorflow as tf
 
 from el_larq import data as data_lib
-from el_larq import distribute
+from el_larq import distribute, run_dir
 
 __all__ = [
     "ConfigError",
@@ -63,7 +68,24 @@ class TrainingDiverged(RuntimeError):
 
 
 # Errors that are the user's to fix: the CLIs print them as one line, without traceback.
-USER_ERRORS = (ConfigError, data_lib.DataError, distribute.StrategyError, TrainingDiverged)
+USER_ERRORS = (
+    ConfigError,
+    data_lib.DataError,
+    distribute.StrategyError,
+    TrainingDiverged,
+    run_dir.RunDirError,
+)
+
+# Test hook, for crash-safety tests only: with EL_LARQ_TEST_KILL_AT=<point> the process
+# kills itself with SIGKILL when it reaches that named point (`_kill_point` calls), so a
+# test can cut a run at an exact moment, e.g. `epoch_end:2` (records written, backup not
+# yet), `backup:2`, `step:1.3`, `final_save` (model.h5's temporary written, not renamed).
+KILL_HOOK_ENV = "EL_LARQ_TEST_KILL_AT"
+
+
+def _kill_point(name: str) -> None:
+    if os.environ.get(KILL_HOOK_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclasses.dataclass
@@ -93,7 +115,9 @@ class TrainConfig:
             (0: at epoch ends).
         jit_compile: Compile the training step with XLA.
         verbose: Keras verbosity (1: progress bar, 2: one line per epoch).
-        overwrite: Replace a finished run in `output_dir`.
+        overwrite: Replace the run in `output_dir` (finished, failed or of another
+            configuration; only its files are removed). An interrupted run of the same
+            configuration is resumed even so.
         command: The command line, for `command.txt`.
     """
 
@@ -212,6 +236,20 @@ def _check_config(config: TrainConfig) -> None:
         raise ConfigError(f"--lr_schedule must be one of {', '.join(LR_SCHEDULES)}.")
     if any(not 0 < f < 1 for f in config.lr_decay_epochs):
         raise ConfigError("--lr_decay_epochs are fractions of --epochs, each in (0, 1).")
+    if not config.lr_decay_factor > 0:
+        raise ConfigError(f"--lr_decay_factor must be positive, got {config.lr_decay_factor}.")
+    if not 0 <= config.seed < 2**32:  # NumPy's seed range
+        raise ConfigError(f"--seed must be in [0, 2**32), got {config.seed}.")
+    for name in ("steps_per_epoch", "validation_steps", "image_size"):
+        value = getattr(config, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{name} must be at least 1, got {value}.")
+    if config.backup_steps < 0:
+        raise ConfigError(
+            f"--backup_steps must be 0 (at epoch ends) or more, got {config.backup_steps}."
+        )
+    if not isinstance(config.model_kwargs, dict):
+        raise ConfigError(f"model_kwargs must be a mapping, got {config.model_kwargs!r}.")
 
 
 def learning_rate_schedule(config: TrainConfig):
@@ -286,6 +324,7 @@ def save_model_atomic(model: tf.keras.Model, path: str) -> None:
         with warnings.catch_warnings():  # HDF5 is "legacy" to Keras, but what LCE tools read
             warnings.simplefilter("ignore", UserWarning)
             model.save(tmp, include_optimizer=False, save_format="h5")
+        _kill_point("final_save")
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -310,96 +349,142 @@ class _StopOnNaN(tf.keras.callbacks.TerminateOnNaN):
             self.stopped_at = (self.epoch + 1, batch + 1, float(loss))
 
 
-class _MetricsLogger(tf.keras.callbacks.Callback):
-    """metrics.json / metrics.csv with one row per epoch, keyed by epoch.
+class _EpochRecords(tf.keras.callbacks.BackupAndRestore):
+    """Keras' BackupAndRestore that never lets a backup get ahead of the per-epoch records.
 
-    Keyed rows (not an appending CSVLogger) keep the files right when a resumed run
-    repeats an epoch whose row was written before the crash.
+    At an epoch end the records come first — `checkpoints/last.h5`, `best.h5` and the
+    `metrics.json`/`.csv` row — and the backup last. Killed in between, the rerun repeats
+    that epoch and replaces its row, so every epoch ends with exactly one row. With
+    `backup_steps`, the backup that would fall on an epoch's last step (from which Keras
+    resumes at the next epoch, skipping validation and the row) moves to the epoch end.
+    On resume, rows of epochs the backup does not cover are dropped.
     """
 
-    def __init__(self, output_dir: str, images_per_step: int) -> None:
-        super().__init__()
+    def __init__(self, output_dir: str, backup_steps: int, chief: bool, images_per_step: int):
+        super().__init__(
+            os.path.join(output_dir, run_dir.BACKUP),
+            save_freq=backup_steps if backup_steps > 0 else "epoch",
+            delete_checkpoint=False,
+        )
+        self.output_dir = output_dir
+        self.chief = chief
+        self.images_per_step = images_per_step
         self.json_path = os.path.join(output_dir, "metrics.json")
         self.csv_path = os.path.join(output_dir, "metrics.csv")
-        self.images_per_step = images_per_step
         self.rows: dict[int, dict[str, float]] = {}
-        if os.path.exists(self.json_path):
-            with open(self.json_path) as f:
-                self.rows = {row["epoch"]: row for row in json.load(f)}
+        self.best = -math.inf
         self._start = time.time()
+
+    def _implements_train_batch_hooks(self):
+        return self.save_freq != "epoch" or KILL_HOOK_ENV in os.environ
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)  # restores the backup, if there is one
+        done, _ = self._training_state.maybe_load_initial_counters_from_ckpt(
+            self.params["steps"], 0, "train"
+        )
+        if self.chief:
+            self.rows = read_metrics(self.output_dir)
+            stale = [epoch for epoch in self.rows if epoch > done]
+            for epoch in stale:
+                del self.rows[epoch]
+            if stale:
+                self._write_rows()
+        scores = [row.get("val_top1", -math.inf) for row in self.rows.values()]
+        self.best = max(scores, default=-math.inf)
 
     def on_epoch_begin(self, epoch, logs=None):
+        super().on_epoch_begin(epoch, logs)
         self._start = time.time()
 
+    def on_train_batch_end(self, batch, logs=None):
+        if self.model.stop_training:  # NaN: no backup of diverged weights
+            return
+        if self.save_freq != "epoch" and batch + 1 < self.params["steps"]:
+            super().on_train_batch_end(batch, logs)
+        _kill_point(f"step:{self._current_epoch + 1}.{batch + 1}")
+
     def on_epoch_end(self, epoch, logs=None):
-        seconds = time.time() - self._start
-        row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
-        row["seconds"] = round(seconds, 3)
-        steps = self.params.get("steps") or 0
-        row["images_per_second"] = round(steps * self.images_per_step / max(seconds, 1e-9), 2)
-        self.rows[epoch + 1] = row
-        self.write()
+        if self.model.stop_training:
+            return
+        logs = logs or {}
+        self._save_weights(logs.get("val_top1", -math.inf))
+        if self.chief:
+            seconds = time.time() - self._start
+            row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}
+            row["seconds"] = round(seconds, 3)
+            steps = self.params.get("steps") or 0
+            row["images_per_second"] = round(steps * self.images_per_step / max(seconds, 1e-9), 2)
+            self.rows[epoch + 1] = row
+            self._write_rows()
+        _kill_point(f"epoch_end:{epoch + 1}")
+        self._backup(epoch=epoch)
+        self._batches_count = 0  # mid-epoch backups count from here
+        _kill_point(f"backup:{epoch + 1}")
 
-    def write(self) -> None:
+    def _save_weights(self, score: float) -> None:
+        # Every worker saves (reading synced variables is a collective op) once per epoch;
+        # only the chief keeps its copy, and best.h5 is a file copy of last.h5.
+        if not self.chief:
+            scratch = tempfile.mkdtemp(prefix="el_larq_worker_")
+            self.model.save_weights(os.path.join(scratch, "last.h5"))
+            shutil.rmtree(scratch, ignore_errors=True)
+            return
+        directory = os.path.join(self.output_dir, "checkpoints")
+        os.makedirs(directory, exist_ok=True)
+        last = os.path.join(directory, "last.h5")
+        tmp = os.path.join(directory, f".last.h5.{os.getpid()}.tmp.h5")
+        self.model.save_weights(tmp)
+        os.replace(tmp, last)
+        if score > self.best:
+            self.best = score
+            tmp = os.path.join(directory, f".best.h5.{os.getpid()}.tmp.h5")
+            shutil.copyfile(last, tmp)
+            os.replace(tmp, os.path.join(directory, "best.h5"))
+
+    def _write_rows(self) -> None:
         rows = [self.rows[epoch] for epoch in sorted(self.rows)]
-        _write_atomic(self.json_path, json.dumps(rows, indent=1))
+        _write_text(self.json_path, json.dumps(rows, indent=1))
         fields = sorted({key for row in rows for key in row} - {"epoch"})
-        tmp = self.csv_path + ".tmp"
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, ["epoch", *fields])
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, self.csv_path)
+        text = io.StringIO()
+        writer = csv.DictWriter(text, ["epoch", *fields], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        _write_text(self.csv_path, text.getvalue().rstrip("\n"))
 
 
-def _last_metrics(output_dir: str) -> dict[str, float]:
+def read_metrics(output_dir: str) -> dict[int, dict[str, float]]:
+    """The per-epoch rows of the run in `output_dir`, keyed by (1-based) epoch.
+
+    # Arguments
+        output_dir: A run directory.
+
+    # Returns
+        `{epoch: row}`; empty when the run has no `metrics.json` yet.
+    """
     path = os.path.join(output_dir, "metrics.json")
     if not os.path.exists(path):
         return {}
     with open(path) as f:
-        rows = json.load(f)
-    return dict(rows[-1]) if rows else {}
+        return {row["epoch"]: row for row in json.load(f)}
 
 
-def _write_atomic(path: str, text: str) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        f.write(text + "\n")
-    os.replace(tmp, path)
+def _last_metrics(output_dir: str) -> dict[str, float]:
+    rows = read_metrics(output_dir)
+    return dict(rows[max(rows)]) if rows else {}
 
 
-def _prepare_output_dir(config: TrainConfig, chief: bool) -> bool:
-    """Check that the run can write its outputs; True when it resumes a backup."""
-    out = config.output_dir
-    backup = os.path.join(out, "backup")
-    try:
-        os.makedirs(out, exist_ok=True)
-        probe = os.path.join(out, f".write-test-{os.getpid()}")
-        with open(probe, "w") as f:
-            f.write("ok")
-        os.remove(probe)
-    except OSError as error:
-        reason = error.strerror or error
-        raise ConfigError(f"cannot write to --output_dir {out}: {reason}.") from error
-    resuming = os.path.isdir(backup) and bool(os.listdir(backup))
-    finished = os.path.exists(os.path.join(out, FINAL_MODEL))
-    if finished and not resuming and chief:
-        if not config.overwrite:
-            raise ConfigError(
-                f"{out} already holds a finished run ({FINAL_MODEL}); pass --overwrite to "
-                "train again there, or choose another --output_dir."
-            )
-        for name in os.listdir(out):
-            path = os.path.join(out, name)
-            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
-    return resuming
+def _write_text(path: str, text: str) -> None:
+    from el_larq import lce
+
+    lce.write_atomic(path, (text + "\n").encode())
 
 
 def _gamma_outputs(model: tf.keras.Model, output_dir: str) -> list[dict[str, Any]]:
     from el_larq import zoo
 
     report = zoo.gamma_report(model)
-    _write_atomic(os.path.join(output_dir, "gamma_report.json"), json.dumps(report, indent=1))
+    _write_text(os.path.join(output_dir, "gamma_report.json"), json.dumps(report, indent=1))
     if report:
         zoo.plot_gamma_report(report, os.path.join(output_dir, "gamma_report.png"))
     return report
@@ -407,28 +492,14 @@ def _gamma_outputs(model: tf.keras.Model, output_dir: str) -> list[dict[str, Any
 
 def _callbacks(config, chief, schedule, nan_stop, images_per_step):
     out = config.output_dir
-    save_freq = config.backup_steps if config.backup_steps > 0 else "epoch"
-    callbacks = [
+    # Order matters: NaN is caught first, the scheduler puts `lr` into the logs before
+    # the records take them, and the records and backup are one callback (see there).
+    return [
         nan_stop,
-        tf.keras.callbacks.BackupAndRestore(
-            os.path.join(out, "backup"), save_freq=save_freq, delete_checkpoint=False
-        ),
         tf.keras.callbacks.LearningRateScheduler(schedule),
-        tf.keras.callbacks.ModelCheckpoint(
-            os.path.join(out, "checkpoints", "last.h5"), save_weights_only=True
-        ),
-        tf.keras.callbacks.ModelCheckpoint(
-            os.path.join(out, "checkpoints", "best.h5"),
-            monitor="val_top1",
-            mode="max",
-            save_best_only=True,
-            save_weights_only=True,
-        ),
         tf.keras.callbacks.TensorBoard(os.path.join(out, "logs"), profile_batch=0),
+        _EpochRecords(out, config.backup_steps, chief, images_per_step),
     ]
-    if chief:
-        callbacks.append(_MetricsLogger(out, images_per_step))
-    return callbacks
 
 
 def _versions() -> dict[str, str]:
@@ -459,9 +530,12 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
         `val_top5`, ...) plus `epochs`, `resumed` and `output_dir`.
 
     # Raises
-        ConfigError, DataError, StrategyError: bad configuration or data (nothing is
-            trained, no `model.h5`).
-        TrainingDiverged: the loss became NaN (no `model.h5`).
+        ConfigError, DataError, StrategyError: bad configuration or data, found before
+            the output directory is touched (nothing is trained, no `model.h5`).
+        RunDirError: another training holds `output_dir`, or it holds another run
+            (finished, failed or of a different configuration) and `overwrite` is off.
+        TrainingDiverged: the loss became NaN (no `model.h5`; a directory the run made
+            is removed, an existing one is marked `FAILED`).
 
     # Example
         ```python
@@ -473,11 +547,13 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
     strategy = strategy or tf.distribute.get_strategy()
     chief = distribute.is_chief(strategy)
     distribute.check_global_batch(config.batch_size, strategy)
-    resuming = _prepare_output_dir(config, chief)
-    if resuming and config.verbose:
-        print(f"resuming from the backup in {os.path.join(config.output_dir, 'backup')}")
+    out = config.output_dir
+    if chief:  # read-only: a finished run is refused before the data is loaded
+        run_dir.preflight(out, config.overwrite)
     tf.keras.utils.set_random_seed(config.seed)
 
+    # Everything that can be wrong with the data and the model is found before the
+    # output directory is touched.
     train_split = data_lib.load_split(
         config.dataset,
         config.train_split,
@@ -498,6 +574,11 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
         image_size=train_split.input_shape[0],
         download=config.download,
     )
+    if eval_split.num_classes != train_split.num_classes:
+        raise ConfigError(
+            f"the {eval_name!r} split has {eval_split.num_classes} classes, the "
+            f"{config.train_split!r} split {train_split.num_classes}."
+        )
     steps = config.steps_per_epoch or train_split.num_examples // config.batch_size
     if steps < 1:
         raise ConfigError(
@@ -520,60 +601,82 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
             raise ConfigError(f"cannot build {config.model}: {error}") from error
         compile_model(model, config.learning_rate, config.jit_compile)
 
-    if chief:
-        record = {
-            **dataclasses.asdict(config),
-            "eval_split": eval_name,
-            "strategy_class": type(strategy).__name__,
-            "replicas": strategy.num_replicas_in_sync,
-            "steps_per_epoch": steps,
-            "train_examples": train_split.num_examples,
-            "eval_examples": eval_split.num_examples,
-            "input_shape": list(train_split.input_shape),
-            "num_classes": train_split.num_classes,
-            "data_source": train_split.source,
-            "parameters": int(model.count_params()),
-            "versions": _versions(),
-        }
-        _write_atomic(os.path.join(config.output_dir, "config.json"), json.dumps(record, indent=1))
-        if config.command:
-            _write_atomic(os.path.join(config.output_dir, "command.txt"), config.command)
-
-    nan_stop = _StopOnNaN()
-    history = model.fit(
-        train_split.dataset,
-        epochs=config.epochs,
-        steps_per_epoch=steps,
-        validation_data=eval_split.dataset,
-        validation_steps=config.validation_steps,
-        callbacks=_callbacks(
-            config, chief, learning_rate_schedule(config), nan_stop, config.batch_size
-        ),
-        verbose=config.verbose,
-    )
-    if nan_stop.stopped_at is not None:
-        epoch, step, loss = nan_stop.stopped_at
-        if chief:  # the backup holds the diverged weights: a rerun must not resume them
-            shutil.rmtree(os.path.join(config.output_dir, "backup"), ignore_errors=True)
-        raise TrainingDiverged(
-            f"training stopped: the loss became {loss} at epoch {epoch}, step {step}; no "
-            f"{FINAL_MODEL} was written and the backup was removed. Lower --learning_rate "
-            f"(now {config.learning_rate}) and run again."
-        )
-
-    final = {key: float(values[-1]) for key, values in history.history.items() if values}
-    if not final and chief:  # resumed after the last epoch: nothing left to train
-        final = _last_metrics(config.output_dir)
-    # Every worker saves (reading synced variables is a collective op); only the chief's
-    # copy is kept.
-    save_dir = config.output_dir if chief else tempfile.mkdtemp(prefix="el_larq_worker_")
-    save_model_atomic(model, os.path.join(save_dir, FINAL_MODEL))
-    if chief:
-        _gamma_outputs(model, config.output_dir)
-        shutil.rmtree(os.path.join(config.output_dir, "backup"), ignore_errors=True)
+    record = {
+        **dataclasses.asdict(config),
+        "eval_split": eval_name,
+        "strategy_class": type(strategy).__name__,
+        "replicas": strategy.num_replicas_in_sync,
+        "steps_per_epoch": steps,
+        "train_examples": train_split.num_examples,
+        "eval_examples": eval_split.num_examples,
+        "input_shape": list(train_split.input_shape),
+        "num_classes": train_split.num_classes,
+        "data_source": train_split.source,
+        "parameters": int(model.count_params()),
+        "versions": _versions(),
+    }
+    if chief:  # locks the directory; refuses another run's directory before rewriting it
+        run = run_dir.RunDir(out, verbose=bool(config.verbose))
+        resuming = run.claim(record, config.overwrite)
     else:
-        shutil.rmtree(save_dir, ignore_errors=True)
-    return {**final, "epochs": config.epochs, "resumed": resuming, "output_dir": config.output_dir}
+        backup = os.path.join(out, run_dir.BACKUP)
+        resuming = os.path.isdir(backup) and bool(os.listdir(backup))
+    if resuming and config.verbose:
+        print(f"resuming from the backup in {os.path.join(out, run_dir.BACKUP)}")
+
+    try:
+        if chief:
+            _write_text(os.path.join(out, "config.json"), json.dumps(record, indent=1))
+            if config.command:
+                _write_text(os.path.join(out, "command.txt"), config.command)
+        nan_stop = _StopOnNaN()
+        history = model.fit(
+            train_split.dataset,
+            epochs=config.epochs,
+            steps_per_epoch=steps,
+            validation_data=eval_split.dataset,
+            validation_steps=config.validation_steps,
+            callbacks=_callbacks(
+                config, chief, learning_rate_schedule(config), nan_stop, config.batch_size
+            ),
+            verbose=config.verbose,
+        )
+        if nan_stop.stopped_at is not None:
+            epoch, step, loss = nan_stop.stopped_at
+            if chief:  # the backup may hold diverged weights: a rerun must not resume them
+                run_dir.remove_backup(out)
+            raise TrainingDiverged(
+                f"training stopped: the loss became {loss} at epoch {epoch}, step {step}; no "
+                f"{FINAL_MODEL} was written"
+            )
+        final = {key: float(values[-1]) for key, values in history.history.items() if values}
+        if not final and chief:  # resumed after the last epoch: nothing left to train
+            final = _last_metrics(out)
+        # Every worker saves (reading synced variables is a collective op); only the
+        # chief's copy is kept.
+        save_dir = out if chief else tempfile.mkdtemp(prefix="el_larq_worker_")
+        save_model_atomic(model, os.path.join(save_dir, FINAL_MODEL))
+        if chief:
+            _gamma_outputs(model, out)
+        else:
+            shutil.rmtree(save_dir, ignore_errors=True)
+    except BaseException as error:
+        if not chief:
+            raise
+        fate = run.fail(f"{type(error).__name__}: {error}")
+        run.release()
+        if isinstance(error, TrainingDiverged):
+            again = " and --overwrite" if fate.endswith(f"({run_dir.FAILED})") else ""
+            raise TrainingDiverged(
+                f"{error}; {fate}. Run again with a lower --learning_rate (now "
+                f"{config.learning_rate}){again}."
+            ) from None
+        raise
+    if chief:  # model.h5 is complete: the backup has served (removed whole or not at all)
+        _kill_point("final_cleanup")
+        run_dir.remove_backup(out)
+        run.release()
+    return {**final, "epochs": config.epochs, "resumed": resuming, "output_dir": out}
 
 
 def _topk_hits(probabilities: np.ndarray, labels: np.ndarray) -> tuple[int, int]:
@@ -617,7 +720,8 @@ def evaluate_model(
         `top1`, `top5`.
 
     # Raises
-        ConfigError: missing model file; DataError: data not found;
+        ConfigError: missing model file, input shape or class count that does not match
+            the dataset; DataError: data not found;
         `el_larq.lce.DeploymentError`: a file that does not load.
 
     # Example
@@ -635,10 +739,12 @@ def evaluate_model(
         with open(path, "rb") as f:
             interpreter = lce.make_interpreter(f.read(), num_threads=num_threads, kernel=kernel)
         input_shape = tuple(interpreter.input_shapes[0][1:])
+        classes = interpreter.output_shapes[0][-1]
         predict, kind = interpreter.predict, "lce"
     else:
         model = lce.load_model(path)
         input_shape = tuple(model.inputs[0].shape[1:])
+        classes = model.outputs[0].shape[-1]
         predict, kind = (lambda x: model.predict_on_batch(x)), "keras"
     split = split or data_lib.default_eval_split(dataset, data_dir)
     data = data_lib.load_split(
@@ -653,6 +759,11 @@ def evaluate_model(
     if data.input_shape != input_shape:
         raise ConfigError(
             f"{path} expects inputs {input_shape}, but {dataset} gives {data.input_shape}."
+        )
+    if classes != data.num_classes:  # scores against the wrong label set mean nothing
+        raise ConfigError(
+            f"{path} predicts {classes} classes, but {dataset} split {split!r} has "
+            f"{data.num_classes}; evaluate it on the dataset it was trained for."
         )
     images = data.dataset.unbatch().take(max_examples) if max_examples else data.dataset
     if max_examples:

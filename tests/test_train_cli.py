@@ -1,6 +1,7 @@
 """train/train.py and train/evaluate.py as real subprocesses: tiny runs, resume, bad input."""
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -183,3 +184,79 @@ def test_nan_loss_stops_with_a_clear_message_and_no_model(tmp_path, idx_dir):
     )
     assert line.startswith("train.py: error: ") and "nan" in line.lower()
     assert not (tmp_path / "out" / "backup").exists()  # the diverged weights are not resumed
+
+
+# ---------------------------------------------------------------- issue 13: run directories
+SMALL = ["--model", "el_resnet18", "--width", "0.125", "--batch_size", "8"]
+SMALL += ["--validation_steps", "1", "--verbose", "2", "--epochs", "2"]
+KILL = "EL_LARQ_TEST_KILL_AT"  # test hook: the run SIGKILLs itself at that named point
+# What a finished el_resnet18 run (no gamma, so no plot) leaves: nothing more, nothing less.
+FINAL_FILES = {
+    "model.h5", "checkpoints/last.h5", "checkpoints/best.h5", "metrics.csv", "metrics.json",
+    "gamma_report.json", "command.txt", "config.json", "logs/train/*", "logs/validation/*",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def idx16(tmp_path_factory):
+    return make_idx_dataset(tmp_path_factory.mktemp("fashion16"), train=32, test=8, size=16)
+
+
+def _files(out: Path) -> set[str]:
+    names = set()
+    for path in out.rglob("*"):
+        if path.is_file():
+            name = str(path.relative_to(out))
+            names.add(name.rsplit("/", 1)[0] + "/*" if name.startswith("logs/") else name)
+    return names
+
+
+def _epochs(out: Path) -> list[int]:
+    rows = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").exists() else []
+    with open(out / "metrics.csv") if (out / "metrics.csv").exists() else open(os.devnull) as f:
+        csv_epochs = [int(line.split(",")[0]) for line in f.read().splitlines()[1:]]
+    assert csv_epochs == [row["epoch"] for row in rows]  # the two files agree
+    assert all("val_top1" in row and "loss" in row for row in rows)  # validated epochs only
+    return [row["epoch"] for row in rows]
+
+
+def _killed_at(command, point, env=None):
+    result = run(command, env={**os.environ, **(env or {}), KILL: point})
+    assert result.returncode == -9, f"not killed at {point}: {result.stderr[-2000:]}"
+    return result
+
+
+@pytest.mark.parametrize(
+    "extra, kills",
+    [
+        # Epoch-end backups: records written but no backup yet; right after a backup
+        # (epoch 1 is repeated by this run); model.h5 half-written.
+        (["--steps_per_epoch", "3"],
+         [("epoch_end:1", [1], False), ("backup:2", [1, 2], True),
+          ("final_save", [1, 2], True)]),
+        # --backup_steps 2 of 4 steps: right after a mid-epoch backup; after an epoch's
+        # last step (before its validation, where Keras would resume in the next epoch);
+        # mid-epoch without a backup.
+        (["--steps_per_epoch", "4", "--backup_steps", "2"],
+         [("step:1.2", [], True), ("step:1.4", [], True), ("step:2.3", [1], True)]),
+    ],
+    ids=["epoch_backups", "backup_steps"],
+)  # fmt: skip
+def test_killed_at_any_point_every_epoch_has_one_row_and_the_same_files(
+    idx16, tmp_path, extra, kills
+):
+    out = tmp_path / "run"
+    command = [TRAIN, *SMALL, *extra, "--data_dir", idx16, "--output_dir", str(out)]
+    for point, rows, backup in kills:
+        _killed_at(command, point)
+        assert _epochs(out) == rows, point  # never a row the backup does not cover
+        assert (out / "backup").is_dir() == backup, point
+        assert not (out / "model.h5").exists()
+        if point == "final_save":
+            assert list(out.glob(".model.h5.*.tmp.h5"))  # killed inside the final save
+    final = run(command)
+    assert final.returncode == 0, final.stderr[-3000:]
+    assert "resuming from the backup" in final.stdout
+    assert _epochs(out) == [1, 2]
+    assert _files(out) == FINAL_FILES  # no backup, temporaries, lock or FAILED left
+    assert lce.load_model(out / "model.h5").output_shape == (None, 10)
