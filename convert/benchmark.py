@@ -65,7 +65,8 @@ def _labels(paths: list[Path]) -> list[str]:
 
 def _host(paths: list[Path]) -> list[lce.Latency]:
     flatbuffers = {
-        label: path.read_bytes() for label, path in zip(_labels(paths), paths, strict=True)
+        label: lce.safety.read_flatbuffer(path)
+        for label, path in zip(_labels(paths), paths, strict=True)
     }
     results = lce.host_latency(
         flatbuffers,

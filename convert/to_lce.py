@@ -73,8 +73,94 @@ def _default_output(model_path: Path) -> Path:
     return model_path.with_suffix(".tflite")
 
 
+def _calibrated_copy(model, inputs):
+    """A copy of `model` whose BatchNorms hold the statistics of `inputs`, as training
+    would give them: at their initial statistics an untrained BNN's activations cancel to
+    ~0, where Keras and LCE take signs by coin toss, so comparing them tests nothing."""
+    import tensorflow as tf  # after el_larq (Keras 2)
+
+    copy = tf.keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    norms = [
+        layer
+        for layer in lce.walk_layers(copy)
+        if isinstance(layer, tf.keras.layers.BatchNormalization)
+    ]
+    momenta = [layer.momentum for layer in norms]
+    for layer in norms:
+        layer.momentum = 0.0  # moving statistics := this batch's statistics
+    copy(inputs, training=True)
+    for layer, momentum in zip(norms, momenta, strict=True):
+        layer.momentum = momentum
+    return copy
+
+
+# The ops that say what a layer became. A BatchNorm's statistics can add or remove a
+# bias ADD (zero shift: folded away), so elementwise ops are not compared.
+_LAYER_OPS = (
+    "LceBconv2d",
+    "LceQuantize",
+    "LceDequantize",
+    "LceBMaxPool2d",
+    "CONV_2D",
+    "DEPTHWISE_CONV_2D",
+    "FULLY_CONNECTED",
+    "TRANSPOSE_CONV",
+)
+
+
+def _layer_ops(flatbuffer: bytes) -> list[str]:
+    return [op for op in lce.flatbuffer_ops(flatbuffer) if op in _LAYER_OPS]
+
+
+def _verify(model, flatbuffer, result):
+    if FLAGS.dataset:
+        inputs = lce.dataset_inputs(model, FLAGS.dataset, FLAGS.samples, data_dir=FLAGS.data_dir)
+    else:
+        inputs = lce.random_inputs(model, FLAGS.samples)
+    int8 = FLAGS.int8_weights
+    rtol, min_top1 = FLAGS.rtol, FLAGS.min_top1
+    if rtol is None:
+        rtol = lce.DEFAULT_RTOL_INT8 if int8 else lce.DEFAULT_RTOL
+    if min_top1 is None:
+        min_top1 = lce.DEFAULT_MIN_TOP1_INT8 if int8 else lce.DEFAULT_MIN_TOP1
+    untrained = lce.untrained_batchnorms(model)
+    checked, checked_flatbuffer, note = model, flatbuffer, ""
+    if untrained:
+        # Verify the same architecture with meaningful statistics instead: a broken
+        # conversion still disagrees there, coin tosses no longer do.
+        checked = _calibrated_copy(model, inputs)
+        checked_flatbuffer, _ = lce.convert(checked, target=FLAGS.target)
+        if int8:
+            checked_flatbuffer, _ = lce.quantize_weights(checked_flatbuffer)
+        if _layer_ops(checked_flatbuffer) != _layer_ops(flatbuffer):
+            raise lce.DeploymentError(
+                "the model's BatchNorms are untrained and a copy with calibrated statistics "
+                "converts to other convs; cannot verify it: train it or pass --no-verify"
+            )
+        note = " (on a copy with calibrated BatchNorm statistics)"
+        _warn(
+            f"{len(untrained)} BatchNorm layer(s) still have their initial statistics "
+            f"(e.g. {untrained[0]}): the model is untrained, so Keras and LCE would disagree "
+            "by sign coin tosses. Verifying a copy whose BatchNorms hold the statistics of "
+            "the verification inputs instead; it has the same convs as the written flatbuffer"
+        )
+    check = lce.verify(checked, checked_flatbuffer, inputs, rtol=rtol, min_top1=min_top1)
+    dataset = f" (dataset {FLAGS.dataset})" if FLAGS.dataset else ""
+    print(check.summary() + dataset + note)
+    result["verification"] = {
+        **vars(check),
+        "passed": check.passed,
+        "calibrated_copy": bool(untrained),
+    }
+    if not check.passed:
+        raise lce.DeploymentError(f"Keras and LCE disagree{note}: {check.summary()}")
+
+
 def convert(model_path: Path) -> int:
     output = Path(FLAGS.output) if FLAGS.output else _default_output(model_path)
+    # Before anything is read or written: no output may replace the model or another output.
+    lce.safety.check_outputs([model_path], {"-o": output, "--json": FLAGS.json})
     lce.check_writable(output)
     if FLAGS.json:
         lce.check_writable(FLAGS.json)
@@ -99,30 +185,7 @@ def convert(model_path: Path) -> int:
     if FLAGS.int8_weights:
         result["int8_weights"] = [dataclasses.asdict(weight) for weight in quantized]
     if FLAGS.verify:
-        if FLAGS.dataset:
-            inputs = lce.dataset_inputs(
-                model, FLAGS.dataset, FLAGS.samples, data_dir=FLAGS.data_dir
-            )
-        else:
-            inputs = lce.random_inputs(model, FLAGS.samples)
-        int8 = FLAGS.int8_weights
-        rtol, min_top1 = FLAGS.rtol, FLAGS.min_top1
-        if rtol is None:
-            rtol = lce.DEFAULT_RTOL_INT8 if int8 else lce.DEFAULT_RTOL
-        if min_top1 is None:
-            min_top1 = lce.DEFAULT_MIN_TOP1_INT8 if int8 else lce.DEFAULT_MIN_TOP1
-        check = lce.verify(model, flatbuffer, inputs, rtol=rtol, min_top1=min_top1)
-        print(check.summary() + (f" (dataset {FLAGS.dataset})" if FLAGS.dataset else ""))
-        result["verification"] = {**vars(check), "passed": check.passed}
-        if not check.passed:
-            hint = ""
-            if lce.untrained_batchnorms(model):
-                hint = (
-                    " (its BatchNorms have their initial statistics: an untrained BNN's"
-                    " activations cancel to ~0, where signs are a coin toss; convert a trained"
-                    " model)"
-                )
-            raise lce.DeploymentError(f"Keras and LCE disagree: {check.summary()}{hint}")
+        _verify(model, flatbuffer, result)
 
     written = lce.write_atomic(output, flatbuffer)
     size = result["size"]

@@ -256,9 +256,11 @@ def check_model_config(config: Any, *, source: str, allow_unsafe: bool = False) 
         inner = obj.get("config")
         name = inner.get("name") if isinstance(inner, dict) else None
         # The outermost model's name says nothing; inner wrappers and models do.
-        where = name if isinstance(name, str) else "?"
-        if parents[1:]:
-            where += f" in {'/'.join(parents[1:])}"
+        inside = "/".join(parents[1:])
+        if isinstance(name, str):
+            where = f"{name} in {inside}" if inside else name
+        else:
+            where = inside or "the top level"
         registered_name = obj.get("registered_name")
         known = (
             class_name in builtins
@@ -715,7 +717,7 @@ def _decode_options(kind: int, table: _Table, second: bool) -> Any:
 
 def _check_subgraph_refs(options: Any, subgraphs: int, what: str) -> None:
     # Control-flow ops (IF, WHILE, CALL_ONCE, ...) name other subgraphs by index.
-    for key, value in vars(options or object()).items():
+    for key, value in getattr(options, "__dict__", {}).items():
         if "subgraph" in key.lower() and isinstance(value, int) and not 0 <= value < subgraphs:
             raise _Invalid(f"{what} refers to subgraph {value} of {subgraphs}")
 
