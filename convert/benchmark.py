@@ -120,6 +120,10 @@ def benchmark(paths: list[Path]) -> int:
     for path in paths:
         if not path.is_file():
             raise lce.DeploymentError(f"{path}: no such file")
+        if FLAGS.device != "host":  # the host run validates while reading
+            lce.safety.read_flatbuffer(path)  # a device would crash on a corrupt file
+    # Before anything runs: no output may replace a model or another output.
+    lce.safety.check_outputs(paths, {"--json": FLAGS.json, "--profile_json": FLAGS.profile_json})
     for output in (FLAGS.json, FLAGS.profile_json):
         if output:
             lce.check_writable(output)

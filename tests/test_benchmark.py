@@ -94,7 +94,12 @@ def test_device_command_construction_local_without_arm_device():
         "m.tflite", mode="local", binary="./lce_benchmark_model", num_threads=4, num_runs=20
     )
     assert commands == [
-        ["./lce_benchmark_model", "--graph=m.tflite", "--num_threads=4", "--num_runs=20"]
+        [
+            os.path.abspath("lce_benchmark_model"),
+            f"--graph={os.path.abspath('m.tflite')}",
+            "--num_threads=4",
+            "--num_runs=20",
+        ]
     ]
 
 
@@ -108,14 +113,19 @@ def test_device_command_construction_adb_without_arm_device():
     )
     adb = ["adb", "-s", "emulator-5554"]
     assert commands == [
-        [*adb, "push", "bin/lce_benchmark_model", "/data/local/tmp/lce_benchmark_model"],
+        [
+            *adb,
+            "push",
+            os.path.abspath("bin/lce_benchmark_model"),
+            "/data/local/tmp/lce_benchmark_model",
+        ],
         [*adb, "shell", "chmod +x /data/local/tmp/lce_benchmark_model"],
-        [*adb, "push", "out/my model.tflite", "/data/local/tmp/my model.tflite"],
-        # adb shell hands this to the device's shell: the space must stay quoted.
+        # The device's name is plain: no quoting that a shell or scp could undo differently.
+        [*adb, "push", os.path.abspath("out/my model.tflite"), "/data/local/tmp/my_model.tflite"],
         [
             *adb,
             "shell",
-            "/data/local/tmp/lce_benchmark_model '--graph=/data/local/tmp/my model.tflite' "
+            "/data/local/tmp/lce_benchmark_model --graph=/data/local/tmp/my_model.tflite "
             "--num_threads=1 --num_runs=10",
         ],
     ]
@@ -126,10 +136,17 @@ def test_device_command_construction_ssh_without_arm_device():
         "m.tflite", mode="ssh", host="pi@raspberrypi.local", remote_dir="/tmp/lce", num_threads=4
     )
     assert commands == [
-        ["ssh", "pi@raspberrypi.local", "mkdir -p /tmp/lce"],
-        ["scp", "lce_benchmark_model", "m.tflite", "pi@raspberrypi.local:/tmp/lce/"],
+        ["ssh", "--", "pi@raspberrypi.local", "mkdir -p /tmp/lce"],
+        [
+            "scp",
+            "--",
+            os.path.abspath("lce_benchmark_model"),
+            "pi@raspberrypi.local:/tmp/lce/lce_benchmark_model",
+        ],
+        ["scp", "--", os.path.abspath("m.tflite"), "pi@raspberrypi.local:/tmp/lce/m.tflite"],
         [
             "ssh",
+            "--",
             "pi@raspberrypi.local",
             "chmod +x /tmp/lce/lce_benchmark_model && /tmp/lce/lce_benchmark_model "
             "--graph=/tmp/lce/m.tflite --num_threads=4 --num_runs=50",
@@ -139,6 +156,22 @@ def test_device_command_construction_ssh_without_arm_device():
         lce.device_commands("m.tflite", mode="ssh")
     with pytest.raises(lce.DeploymentError, match="valid modes: local, adb, ssh"):
         lce.device_commands("m.tflite", mode="usb")
+
+
+@pytest.mark.parametrize(
+    "kwargs, reason",
+    [
+        ({"mode": "ssh", "host": "-oProxyCommand=touch pwned"}, "--host"),
+        ({"mode": "ssh", "host": "pi@h; touch pwned"}, "--host"),
+        ({"mode": "ssh", "host": "pi@h", "remote_dir": "tmp"}, "absolute"),
+        ({"mode": "adb", "remote_dir": "/tmp/$(touch pwned)"}, "may only contain"),
+        ({"mode": "adb", "remote_dir": "/tmp/a\nb"}, "may only contain"),
+        ({"mode": "adb", "serial": "-d"}, "--serial"),
+    ],
+)
+def test_hostile_device_values_are_refused_before_any_command_without_arm_device(kwargs, reason):
+    with pytest.raises(lce.DeploymentError, match=reason):
+        lce.device_commands("m.tflite", **kwargs)
 
 
 def test_device_run_stops_at_the_first_failing_command_without_arm_device():
@@ -228,10 +261,18 @@ def test_unknown_kernel_lists_the_valid_ones(tflite):
         lce.host_latency({"a": tflite.read_bytes()}, kernel="fast")
 
 
-def test_overhead_report_compares_el_bireal_float_and_int8_at_a_small_size(tmp_path):
+def test_overhead_report_compares_models_on_both_paths_at_a_small_size(tmp_path):
     script = SCRIPT.parent / "overhead_report.py"
     out = tmp_path / "overhead.json"
-    args = ["--image_size=32", "--num_runs=1", "--rounds=1", "--warmup_runs=0", f"--json={out}"]
+    models = "el_resnet50,el_resnet50_no_k,resnet50,quicknet_small"
+    args = [
+        "--image_size=32",
+        "--num_runs=1",
+        "--rounds=1",
+        "--warmup_runs=0",
+        f"--models={models}",
+        f"--json={out}",
+    ]
     result = subprocess.run(
         [sys.executable, str(script), *args], capture_output=True, text=True, timeout=600
     )
@@ -241,18 +282,137 @@ def test_overhead_report_compares_el_bireal_float_and_int8_at_a_small_size(tmp_p
     assert set(models) == {
         "EL-ResNet50",
         "EL-ResNet50 int8",
-        "Bi-Real-ResNet50",
+        "EL-ResNet50 without K",
         "ResNet50 (float)",
+        "QuickNetSmall (larq-zoo)",  # larq-zoo is in the test environment (run.sh)
     }
-    el, int8 = models["EL-ResNet50"], models["EL-ResNet50 int8"]
-    # Same ops; the float layers' weights at a quarter of their bytes (their float32 biases
-    # stay), the binary kernels as they were.
+    el, int8, no_k = (
+        models["EL-ResNet50"],
+        models["EL-ResNet50 int8"],
+        models["EL-ResNet50 without K"],
+    )
+    # Same ops; some float weights at a quarter of their bytes, the binary kernels as they were.
     assert el["ops"] == int8["ops"]
-    for op in ("CONV_2D", "FULLY_CONNECTED"):
-        float32 = el["weight_bytes"][op]
-        assert float32 / 4 <= int8["weight_bytes"][op] < float32 / 4 + 0.01 * float32
+    assert int8["weight_bytes"]["CONV_2D"] < el["weight_bytes"]["CONV_2D"]
     assert int8["weight_bytes"]["LceBconv2d"] == el["weight_bytes"]["LceBconv2d"]
-    ratios = report["ratios"]
-    assert ratios["size_float_over_el_int8"] > 8 > ratios["size_float_over_el"] > 4
-    assert 1.0 < ratios["flops_el_over_bireal"] < 1.05
-    assert "| float / EL int8 tflite size |" in result.stdout
+    # K is the only difference: no RELU/SUB of K's mean |x| without it, and no ABS with it.
+    assert "RELU" in el["ops"] and "RELU" not in no_k["ops"] and "ABS" not in el["ops"]
+    assert models["QuickNetSmall (larq-zoo)"]["ops"]["LceBconv2d"] > 0
+    for model in models.values():
+        assert set(model["latency"]) == {"default", "xnnpack"}
+    ratios = {row["ratio"]: row for row in report["ratios"]}
+    row = ratios["EL-ResNet50 / EL-ResNet50 without K"]
+    assert row["goal"] == 1.02 and row["default"] > 0 and row["xnnpack"] > 0
+    assert "EL-ResNet26 / ResNet26 (float)" not in ratios  # not built
+    assert "| EL-ResNet50 / ResNet50 (float) |" in result.stdout
+    assert "faster path" in result.stdout
+
+
+def test_overhead_report_refuses_unknown_models_in_one_line(tmp_path):
+    script = SCRIPT.parent / "overhead_report.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--models=el_resnet51"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("overhead_report: error: unknown")
+    assert "Traceback" not in result.stderr
+
+
+# ---------------------------------------------------------------- hostile input
+def _fake_tools(tmp_path: Path) -> tuple[dict, Path]:
+    """`ssh` and `scp` stand-ins first on PATH that record their argv and act as a
+    loopback device: scp copies to the remote path here, ssh runs the remote command
+    with `sh -c`, as the device's shell would."""
+    bin_dir, calls = tmp_path / "fake-bin", tmp_path / "calls"
+    bin_dir.mkdir()
+    for tool, action in {
+        "ssh": 'shift 2; exec sh -c "$1"',  # argv: -- host command
+        "scp": 'exec cp -- "$2" "${3#*:}"',  # argv: -- local host:remote
+    }.items():
+        (bin_dir / tool).write_text(
+            "#!/bin/sh\n"
+            f'{{ echo "{tool}"; printf "%s\\n" "$@"; echo "."; }} >> {calls}\n'
+            f'[ "$1" = "--" ] || exit 64\n{action}\n'
+        )
+        (bin_dir / tool).chmod(0o755)
+    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}, calls
+
+
+def test_ssh_benchmark_with_fake_ssh_quotes_hostile_paths_without_arm_device(tflite, tmp_path):
+    env, calls = _fake_tools(tmp_path)
+    (tmp_path / "recorded.txt").write_text(RECORDED_OUTPUT)
+    binary = tmp_path / "lce bench;touch PWNED1"
+    binary.write_text(f"#!/bin/sh\ncat {tmp_path / 'recorded.txt'}\n")
+    binary.chmod(0o755)
+    model = tmp_path / "m;touch PWNED2 $(touch PWNED3)`touch PWNED4`.tflite"
+    model.write_bytes(tflite.read_bytes())
+    remote = tmp_path / "device"
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), model.name, "--device=ssh", "--host=pi@raspberrypi"]
+        + [f"--binary={binary.name}", f"--remote_dir={remote}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| device (ssh pi@raspberrypi) | 1 | lce_benchmark_model | 50 |" in result.stdout
+    assert not list(tmp_path.rglob("PWNED*"))  # no name ran as shell code, here or there
+    assert sorted(os.listdir(remote)) == [
+        "lce_bench_touch_PWNED1",
+        "m_touch_PWNED2___touch_PWNED3__touch_PWNED4_.tflite",
+    ]
+    recorded = calls.read_text().split(".\n")[:-1]
+    argvs = [call.splitlines() for call in recorded]
+    assert [argv[:2] for argv in argvs] == [
+        ["ssh", "--"],
+        ["scp", "--"],
+        ["scp", "--"],
+        ["ssh", "--"],
+    ]
+    assert argvs[2][2] == str(model)  # absolute: never read as an option
+
+
+@pytest.mark.parametrize(
+    "flag, reason",
+    [
+        ("--host=-oProxyCommand=touch PWNED", "--host '-oProxyCommand=touch PWNED' is not"),
+        ("--remote_dir=relative/dir", "must be an absolute path"),
+    ],
+)
+def test_hostile_device_flags_with_fake_ssh_run_nothing_without_arm_device(
+    tflite, tmp_path, flag, reason
+):
+    env, calls = _fake_tools(tmp_path)
+    args = [tflite, "--device=ssh", "--dry_run", flag]
+    if not flag.startswith("--host"):
+        args.append("--host=pi@raspberrypi")
+    result = _benchmark(*args, env=env)
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("benchmark: error: ") and reason in last, last
+    assert "Traceback" not in result.stderr and not calls.exists()
+
+
+@pytest.mark.parametrize("device", ["host", "adb"])
+def test_corrupt_tflite_is_a_one_line_error_not_a_crash(tflite, tmp_path, device):
+    broken = tmp_path / "broken.tflite"
+    broken.write_bytes(tflite.read_bytes()[: tflite.stat().st_size // 2])
+    result = _benchmark(broken, f"--device={device}", "--dry_run")
+    assert result.returncode == 1, result.stderr[-2000:]  # a segfault is -11 / 139
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"benchmark: error: {broken} is not a valid TFLite flatbuffer")
+    assert "Traceback" not in result.stderr
+
+
+def test_json_output_that_is_an_input_model_is_refused(tflite, tmp_path):
+    model = tmp_path / "m.tflite"
+    model.write_bytes(tflite.read_bytes())
+    result = _benchmark(model, "--num_runs=1", "--json", tmp_path / "." / "m.tflite")
+    assert result.returncode == 1
+    assert "would overwrite the input" in result.stderr.strip().splitlines()[-1]
+    assert model.read_bytes() == tflite.read_bytes()
