@@ -5,7 +5,8 @@
 #   ./run.sh test [pytest args]   set up, lint, run the test suite
 #   ./run.sh setup                only create/refresh the virtual environment
 #   ./run.sh data                 only install Fashion-MNIST (Debian's dataset-fashion-mnist)
-# Set-up is idempotent: the venv is rebuilt only when setup.cfg or pyproject.toml change.
+# Set-up is idempotent: the venv is rebuilt only when setup.cfg, pyproject.toml or
+# reference-requirements.txt change.
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV=${EL_LARQ_VENV:-.venv}
@@ -13,7 +14,7 @@ PY=$VENV/bin/python
 
 setup() {
   local want have=""
-  want=$(cat setup.cfg pyproject.toml | sha256sum | cut -d' ' -f1)
+  want=$(cat setup.cfg pyproject.toml reference-requirements.txt | sha256sum | cut -d' ' -f1)
   [ -f "$VENV/.el-larq-setup" ] && have=$(cat "$VENV/.el-larq-setup")
   if [ "$want" != "$have" ] || ! "$PY" -c "import el_larq" >/dev/null 2>&1; then
     local python=${PYTHON:-python3.11}
@@ -26,6 +27,8 @@ setup() {
     [ -x "$PY" ] || "$python" -m venv "$VENV"
     "$PY" -m pip install -q --upgrade pip
     "$PY" -m pip install -q -e ".[test]"
+    # larq-zoo's QuickNets as reference rows (its own pins conflict: el_larq/reference.py)
+    "$PY" -m pip install -q --no-deps -r reference-requirements.txt
     echo "$want" > "$VENV/.el-larq-setup"
   fi
 }

@@ -1,17 +1,18 @@
-"""What Elastic-Link costs after LCE conversion: EL-ResNet50 vs Bi-Real-ResNet50 vs ResNet50.
+"""What Elastic-Link costs after LCE conversion, and how EL nets compare with float and QuickNet.
 
-    python convert/overhead_report.py [--image_size=224] [--num_runs=30] [--num_threads=1]
-        [--kernel=indirect_bgemm] [--xnnpack] [--json=overhead.json]
+    python convert/overhead_report.py [--image_size=224] [--num_runs=30] [--rounds=10]
+        [--paths=default,xnnpack] [--models=...] [--json=overhead.json] [--save_dir=DIR]
 
-One run builds the three zoo models (identical but for the EL links, and the float twin),
-converts them with LCE (EL-ResNet50 also with int8 weights in its float layers, as
-`convert/to_lce.py --int8_weights` writes it) and prints, side by side: FLOPs as in the
-paper (Bi-Real Net's float MACs + binary MACs / 64, plus EL's element-wise ops),
-flatbuffer sizes, op counts by type, and host latencies from interleaved runs with the
-same interpreter settings, with the ratios the paper and docs/deployment.md quote (EL over
-Bi-Real: FLOPs, latency; float over EL: latency, size). Host latency is LCE's Python
-interpreter on this machine, a relative measure; ARM64 numbers need lce_benchmark_model
-(convert/benchmark.py).
+One run builds the zoo models below at 224 px (ImageNet stem, 1000 classes, BatchNorm
+statistics as after training: `el_larq.profile.as_if_trained`), converts them with LCE
+(EL-ResNet50 also with int8 weights in its float layers, as `convert/to_lce.py
+--int8_weights` writes it), adds larq-zoo's QuickNets when larq-zoo is installed
+(`el_larq.reference`), and prints side by side: FLOPs as in the paper, flatbuffer sizes,
+op counts, host latency on each interpreter path from interleaved runs with the same
+settings, and the latency ratios of the fast-inference goals (docs/deployment.md).
+Host latency is LCE's Python interpreter on this machine, a relative measure; ARM64
+numbers need lce_benchmark_model (convert/benchmark.py --device).
+`--units` instead times single bottleneck units with each lowering of the Expand link.
 """
 
 import dataclasses
@@ -29,18 +30,67 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+from el_larq import profile, reference  # noqa: E402
 from el_larq.layers import BinaryConv2D  # noqa: E402
 from el_larq.summary import model_summary  # noqa: E402
 from el_larq.zoo import get_model  # noqa: E402
 
+# key: (label, zoo builder, switches, paper ImageNet top-1 %)
+MODELS = {
+    "el_resnet50": ("EL-ResNet50", "el_resnet50", {}, 65.6),
+    "el_resnet50_no_k": ("EL-ResNet50 without K", "el_resnet50", {"k_reduce": False}, None),
+    "el_resnet50_no_links": (
+        "EL-ResNet50 without 1x1 links",
+        "el_resnet50",
+        {"el_reduce": False, "el_expand": False},
+        None,
+    ),
+    "bireal_resnet50": ("Bi-Real-ResNet50", "bireal_resnet50", {}, 62.7),
+    "resnet50": ("ResNet50 (float)", "resnet50", {}, 75.9),
+    "el_resnet26": ("EL-ResNet26", "el_resnet26", {}, 64.0),
+    "resnet26": ("ResNet26 (float)", "resnet26", {}, 72.5),
+    "el_resnet18": ("EL-ResNet18", "el_resnet18", {}, 60.1),
+    "el_mobilenet": ("EL-MobileNet", "el_mobilenet", {}, 56.4),
+    "mobilenet": ("MobileNet (float)", "mobilenet", {}, 70.6),
+}
+INT8 = "EL-ResNet50 int8"
+QUICKNET_KEYS = {
+    "quicknet_small": "QuickNetSmall",
+    "quicknet": "QuickNet",
+    "quicknet_large": "QuickNetLarge",
+}
+PATHS = {"default": False, "xnnpack": True}
+# (numerator, denominator, goal: the ratio of median latencies must be <= this, or None)
+GOALS = [
+    ("EL-ResNet50", "EL-ResNet50 without K", 1.02),
+    ("EL-ResNet50", "EL-ResNet50 without 1x1 links", 1.02),
+    ("EL-ResNet50", "Bi-Real-ResNet50", 1.02),
+    ("EL-ResNet50", "ResNet50 (float)", 0.60),
+    ("EL-ResNet26", "ResNet26 (float)", 0.60),
+    ("EL-MobileNet", "MobileNet (float)", 0.75),
+    (INT8, "EL-ResNet50", None),
+    (INT8, "ResNet50 (float)", 0.60),
+]
+
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("image_size", 224, "Input side in pixels.", lower_bound=32)
-flags.DEFINE_integer("num_runs", 30, "Timed runs per model (interleaved).", lower_bound=1)
+flags.DEFINE_integer("num_runs", 30, "Timed runs per model and path (interleaved).", lower_bound=1)
 flags.DEFINE_integer("warmup_runs", 3, "Untimed runs per model first.", lower_bound=0)
 flags.DEFINE_integer("rounds", 10, "Interleaving rounds.", lower_bound=1)
 flags.DEFINE_integer("num_threads", 1, "Interpreter threads.", lower_bound=1)
 flags.DEFINE_enum("kernel", "indirect_bgemm", list(lce.KERNELS), "Binary conv kernel.")
-flags.DEFINE_bool("xnnpack", False, "Run float ops through TFLite's XNNPACK delegate.")
+flags.DEFINE_list(
+    "paths",
+    list(PATHS),
+    "Interpreter paths: default (TFLite's builtin kernels), "
+    "xnnpack (float ops through TFLite's XNNPACK delegate).",
+)
+flags.DEFINE_list(
+    "models",
+    [*MODELS, *QUICKNET_KEYS],
+    f"Models to compare: {', '.join([*MODELS, *QUICKNET_KEYS])} (QuickNets only when "
+    "larq-zoo is installed; el_resnet50 brings its int8 twin).",
+)
 flags.DEFINE_string("json", None, "Also write the numbers as JSON to this path.")
 flags.DEFINE_string("save_dir", None, "Also keep the .tflite files in this directory.")
 flags.DEFINE_bool(
@@ -50,12 +100,20 @@ flags.DEFINE_bool(
     "(56x56, 64 <-> 256 channels) with each way of lowering the Expand link.",
 )
 
-EL, BIREAL, FP, INT8 = "EL-ResNet50", "Bi-Real-ResNet50", "ResNet50 (float)", "EL-ResNet50 int8"
-MODELS = {EL: "el_resnet50", BIREAL: "bireal_resnet50"}
-FLOAT = {FP: "resnet50"}
+
+def _check_flags() -> None:
+    unknown = [m for m in FLAGS.models if m not in MODELS and m not in QUICKNET_KEYS]
+    bad_paths = [p for p in FLAGS.paths if p not in PATHS]
+    if unknown or bad_paths or not FLAGS.paths or not FLAGS.models:
+        raise lce.DeploymentError(
+            f"unknown --models {unknown} or --paths {bad_paths}; models: "
+            f"{', '.join([*MODELS, *QUICKNET_KEYS])}; paths: {', '.join(PATHS)}"
+        )
+    if FLAGS.json:
+        lce.check_writable(FLAGS.json)
 
 
-def _host_latency(flatbuffers: dict[str, bytes]) -> dict[str, lce.Latency]:
+def _host_latency(flatbuffers: dict[str, bytes], xnnpack: bool) -> dict[str, lce.Latency]:
     """Interleaved host latency of `flatbuffers` with this script's interpreter flags."""
     return lce.host_latency(
         flatbuffers,
@@ -63,38 +121,51 @@ def _host_latency(flatbuffers: dict[str, bytes]) -> dict[str, lce.Latency]:
         warmup_runs=FLAGS.warmup_runs,
         num_threads=FLAGS.num_threads,
         kernel=FLAGS.kernel,
-        xnnpack=FLAGS.xnnpack,
+        xnnpack=xnnpack,
         rounds=FLAGS.rounds,
     )
 
 
-def _build(name: str):
-    size = FLAGS.image_size
-    return get_model(name, input_shape=(size, size, 3), num_classes=1000, stem="imagenet")
-
-
-def _result(model: tf.keras.Model, flatbuffer: bytes, messages: list[str]) -> dict:
+def _result(model: tf.keras.Model, flatbuffer: bytes, messages: list[str], top1) -> dict:
     return {
         "flatbuffer": flatbuffer,
         "flops": model_summary(model),
         "size": lce.size_report(model, flatbuffer),
         "census": lce.census(model, flatbuffer, messages),
         "weight_bytes": lce.weight_bytes(flatbuffer),
+        "paper_top1": top1,
     }
 
 
+def _convert(label: str, model: tf.keras.Model, top1) -> dict:
+    flatbuffer, messages = lce.convert(profile.as_if_trained(model))
+    print(f"converted {label}: {len(flatbuffer)} bytes", flush=True)
+    return _result(model, flatbuffer, messages, top1)
+
+
 def _convert_all() -> dict[str, dict]:
+    size = FLAGS.image_size
     results = {}
-    for label, name in {**MODELS, **FLOAT}.items():
-        model = _build(name)
-        flatbuffer, messages = lce.convert(model)
-        results[label] = _result(model, flatbuffer, messages)
-        print(f"converted {label}: {len(flatbuffer)} bytes", flush=True)
-        if label == EL:  # the deployable variant: float layers with int8 weights
-            small, quantized = lce.quantize_weights(flatbuffer)
-            int8 = _result(model, small, messages)
-            print(f"{INT8}: {lce.format_quantized(quantized)}", flush=True)
-    return {**results, INT8: int8}
+    for key in FLAGS.models:
+        if key in MODELS:
+            label, builder, switches, top1 = MODELS[key]
+            model = get_model(
+                builder, input_shape=(size, size, 3), num_classes=1000, stem="imagenet", **switches
+            )
+            results[label] = _convert(label, model, top1)
+            if key == "el_resnet50":  # the deployable variant: int8 weights in float layers
+                small, quantized = lce.quantize_weights(results[label]["flatbuffer"])
+                print(f"{INT8}: {lce.format_quantized(quantized)}", flush=True)
+                results[INT8] = _result(model, small, [], top1)
+            continue
+        name = QUICKNET_KEYS[key]
+        error = reference.larq_zoo_error()
+        if error:
+            print(f"skipped {name}: {error}", flush=True)
+            continue
+        model = reference.quicknet(name, input_shape=(size, size, 3))
+        results[f"{name} (larq-zoo)"] = _convert(name, model, reference.QUICKNETS[name])
+    return results
 
 
 def _table(header: list[str], rows: list[list]) -> str:
@@ -103,25 +174,43 @@ def _table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def _report(results: dict[str, dict], latency: dict[str, lce.Latency]) -> dict:
-    labels = list(results)
-    print("\n## Compute and size\n")
+def _ratios(latency: dict[str, dict[str, lce.Latency]]) -> list[dict]:
+    rows = []
+    for numerator, denominator, goal in GOALS:
+        row = {"ratio": f"{numerator} / {denominator}", "goal": goal}
+        for path, times in latency.items():
+            if numerator in times and denominator in times:
+                value = times[numerator].median_ms / times[denominator].median_ms
+                row[path] = value
+                row[f"{path}_met"] = None if goal is None else value <= goal
+        if any(path in row for path in latency):
+            rows.append(row)
+    return rows
+
+
+def _report(results: dict[str, dict], latency: dict[str, dict[str, lce.Latency]]) -> list:
+    labels, paths = list(results), list(latency)
+    print("\n## Models side by side\n")
     rows = []
     for label in labels:
-        f, s = results[label]["flops"], results[label]["size"]
+        r = results[label]
+        times = [latency[path][label].median_ms for path in paths]
+        best = paths[int(np.argmin(times))]
+        top1 = "-" if r["paper_top1"] is None else f"{r['paper_top1']:.1f}"
+        ops = r["census"].ops
         rows.append(
             [
                 label,
-                f"{f['binary_macs'] / 1e6:.1f}",
-                f"{f['float_macs'] / 1e6:.1f}",
-                f"{f['el_ops'] / 1e6:.2f}",
-                f"{f['flops'] / 1e6:.1f}",
-                s["flatbuffer_bytes"],
-                f"{s['float32_bytes'] / 2**20:.1f}",
+                top1,
+                f"{r['flops']['flops'] / 1e6:.0f}",
+                f"{len(r['flatbuffer']) / 2**20:.2f}",
+                f"{ops['LceBconv2d']} / {sum(ops.values())}",
+                *(f"{t:.2f}" for t in times),
+                best,
             ]
         )
-    header = ["model", "binary MMACs", "float MMACs", "EL MOPs", "MFLOPs", "tflite bytes"]
-    print(_table(header + ["float32 weights MiB"], rows))
+    header = ["model", "paper ImageNet top-1 %", "MFLOPs", "tflite MiB", "LceBconv2d / ops"]
+    print(_table(header + [f"{p} median ms" for p in paths] + ["faster path"], rows))
 
     print("\n## Ops by type\n")
     names = sorted(set().union(*(results[label]["census"].ops for label in labels)))
@@ -136,61 +225,30 @@ def _report(results: dict[str, dict], latency: dict[str, lce.Latency]) -> dict:
     rows = [[n, *(results[x]["weight_bytes"][n] for x in labels)] for n in names]
     print(_table(["op", *labels], rows))
 
-    print("\n## Host latency (interleaved runs, same interpreter settings)\n")
-    print(lce.LATENCY_HEADER)
-    print("\n".join(latency[label].row() for label in labels))
+    for path in paths:
+        print(f"\n## Host latency, {path} path (interleaved runs, same settings)\n")
+        print(lce.LATENCY_HEADER)
+        print("\n".join(latency[path][label].row() for label in labels))
 
-    ratios = {
-        "flops_el_over_bireal": results[EL]["flops"]["flops"] / results[BIREAL]["flops"]["flops"],
-        "latency_el_over_bireal": latency[EL].median_ms / latency[BIREAL].median_ms,
-        # CPU time hardly moves when other jobs share the cores; wall time does.
-        "cpu_el_over_bireal": latency[EL].cpu_median_ms / latency[BIREAL].cpu_median_ms,
-        "cpu_float_over_el": latency[FP].cpu_median_ms / latency[EL].cpu_median_ms,
-        "size_el_over_bireal": len(results[EL]["flatbuffer"]) / len(results[BIREAL]["flatbuffer"]),
-        "latency_float_over_el": latency[FP].median_ms / latency[EL].median_ms,
-        "size_float_over_el": len(results[FP]["flatbuffer"]) / len(results[EL]["flatbuffer"]),
-        "cpu_float_over_el_int8": latency[FP].cpu_median_ms / latency[INT8].cpu_median_ms,
-        "size_float_over_el_int8": len(results[FP]["flatbuffer"])
-        / len(results[INT8]["flatbuffer"]),
-    }
-    print("\n## Ratios\n")
+    ratios = _ratios(latency)
+    print("\n## Latency ratios (medians) and the goals\n")
+
+    def cell(row: dict, path: str) -> str:
+        if path not in row:
+            return "-"
+        verdict = {None: "", True: " (met)", False: " (not met)"}[row[f"{path}_met"]]
+        return f"{row[path]:.3f}{verdict}"
+
     print(
         _table(
-            ["ratio", "measured", "paper / goal"],
+            ["ratio", *paths, "goal"],
             [
-                ["EL / Bi-Real FLOPs", f"{ratios['flops_el_over_bireal']:.4f}", "1.026 (paper)"],
                 [
-                    "EL / Bi-Real median latency",
-                    f"{ratios['latency_el_over_bireal']:.4f}",
-                    "1.032 (paper, BMXNet x86); goal <= 1.02",
-                ],
-                [
-                    "EL / Bi-Real median CPU time",
-                    f"{ratios['cpu_el_over_bireal']:.4f}",
-                    "goal <= 1.02",
-                ],
-                ["EL / Bi-Real tflite size", f"{ratios['size_el_over_bireal']:.4f}", "-"],
-                [
-                    "float / EL median latency",
-                    f"{ratios['latency_float_over_el']:.2f}",
-                    "goal >= 1.5",
-                ],
-                [
-                    "float / EL median CPU time",
-                    f"{ratios['cpu_float_over_el']:.2f}",
-                    "goal >= 1.5",
-                ],
-                ["float / EL tflite size", f"{ratios['size_float_over_el']:.2f}", "goal >= 8"],
-                [
-                    "float / EL int8 median CPU time",
-                    f"{ratios['cpu_float_over_el_int8']:.2f}",
-                    "goal >= 1.5",
-                ],
-                [
-                    "float / EL int8 tflite size",
-                    f"{ratios['size_float_over_el_int8']:.2f}",
-                    "goal >= 8",
-                ],
+                    row["ratio"],
+                    *(cell(row, path) for path in paths),
+                    "-" if row["goal"] is None else f"<= {row['goal']}",
+                ]
+                for row in ratios
             ],
         )
     )
@@ -236,13 +294,14 @@ def _units() -> None:
     for variant, model in models.items():
         flatbuffers[variant], _ = lce.convert(model)
         print(f"{variant}: {dict(lce.op_counts(flatbuffers[variant]))}")
-    latency = _host_latency(flatbuffers)
-    print(lce.LATENCY_HEADER)
-    print("\n".join(row.row() for row in latency.values()))
-    base = latency["none"].cpu_median_ms
-    for variant in variants[1:]:
-        extra = latency[variant].cpu_median_ms - base
-        print(f"{variant}: link costs {extra:.3f} ms CPU ({extra / base:+.1%} of the unit)")
+    for path in FLAGS.paths:
+        latency = _host_latency(flatbuffers, PATHS[path])
+        print(f"\n{path} path:\n{lce.LATENCY_HEADER}")
+        print("\n".join(row.row() for row in latency.values()))
+        base = latency["none"].cpu_median_ms
+        for variant in variants[1:]:
+            extra = latency[variant].cpu_median_ms - base
+            print(f"{variant}: link costs {extra:.3f} ms CPU ({extra / base:+.1%} of the unit)")
 
 
 def main(argv: list[str]) -> int:
@@ -251,36 +310,41 @@ def main(argv: list[str]) -> int:
     if FLAGS.units:
         _units()
         return 0
-    if FLAGS.json:
-        lce.check_writable(FLAGS.json)
+    try:
+        _check_flags()
+    except lce.DeploymentError as error:
+        print(f"overhead_report: error: {error}", file=sys.stderr)
+        return 1
     print(
         f"settings: {FLAGS.image_size} px, batch 1, {FLAGS.num_threads} thread(s), kernel "
-        f"{FLAGS.kernel}, xnnpack {FLAGS.xnnpack}, {FLAGS.num_runs} runs in {FLAGS.rounds} "
-        "interleaved rounds, LCE Python interpreter",
+        f"{FLAGS.kernel}, paths {', '.join(FLAGS.paths)}, {FLAGS.num_runs} runs in "
+        f"{FLAGS.rounds} interleaved rounds, LCE Python interpreter",
         flush=True,
     )
     results = _convert_all()
     if FLAGS.save_dir:
-        stems = {**MODELS, **FLOAT, INT8: "el_resnet50_int8"}
         for label, result in results.items():
-            path = Path(FLAGS.save_dir) / f"{stems[label]}_{FLAGS.image_size}.tflite"
+            stem = "".join(c if c.isalnum() else "_" for c in label.lower()).strip("_")
+            path = Path(FLAGS.save_dir) / f"{stem}_{FLAGS.image_size}.tflite"
             lce.write_atomic(path, result["flatbuffer"])
-    latency = _host_latency({label: result["flatbuffer"] for label, result in results.items()})
+    flatbuffers = {label: result["flatbuffer"] for label, result in results.items()}
+    latency = {path: _host_latency(flatbuffers, PATHS[path]) for path in FLAGS.paths}
     ratios = _report(results, latency)
     if FLAGS.json:
         payload = {
             "settings": {
                 key: FLAGS[key].value
-                for key in ("image_size", "num_runs", "rounds", "num_threads", "kernel", "xnnpack")
+                for key in ("image_size", "num_runs", "rounds", "num_threads", "kernel", "paths")
             },
             "ratios": ratios,
             "models": {
                 label: {
+                    "paper_top1": result["paper_top1"],
                     "flops": result["flops"],
                     "size": result["size"],
                     "ops": dict(result["census"].ops),
                     "weight_bytes": dict(result["weight_bytes"]),
-                    "latency": dataclasses.asdict(latency[label]),
+                    "latency": {path: dataclasses.asdict(latency[path][label]) for path in latency},
                 }
                 for label, result in results.items()
             },
