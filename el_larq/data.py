@@ -44,6 +44,7 @@ __all__ = [
 FASHION_MNIST = "fashion_mnist"
 FASHION_MNIST_ENV = "EL_LARQ_FASHION_MNIST_DIR"
 FASHION_MNIST_DEFAULT_DIR = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_CLASSES = 10
 IMAGENET = "imagenet2012"
 SMALL_IMAGE_MAX = 64
 # Paper: shorter edge 256, crop 224; other crop sizes keep the same 256/224 ratio.
@@ -188,8 +189,31 @@ def _fashion_mnist_idx(split: str, data_dir: str | None):
                     f"{images} / {labels}: expected (n, h, w) images and (n,) labels, got "
                     f"{x.shape} and {y.shape}."
                 )
+            _check_idx_values(x, y, images, labels)
             return x[..., np.newaxis], y.astype(np.int32), directory
     return None
+
+
+def _check_idx_values(
+    images: np.ndarray, labels: np.ndarray, images_path: str, labels_path: str
+) -> None:
+    # Out-of-range labels would train against nothing (sparse cross-entropy gives NaN or
+    # an opaque kernel error) and score as wrong; other pixel types break the 1/255 scale.
+    if images.dtype != np.uint8:
+        raise DataError(
+            f"{images_path}: images must be unsigned bytes (IDX type 0x08), got {images.dtype}."
+        )
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{labels_path}: labels must be integers, got {labels.dtype}.")
+    if images.shape[0] == 0 or min(images.shape[1:]) < 1:
+        raise DataError(f"{images_path}: no images (shape {images.shape}).")
+    bad = np.flatnonzero((labels < 0) | (labels >= FASHION_MNIST_CLASSES))
+    if bad.size:
+        raise DataError(
+            f"{labels_path}: {bad.size} label(s) outside the {FASHION_MNIST_CLASSES} classes "
+            f"0..{FASHION_MNIST_CLASSES - 1}, the first {int(labels[bad[0]])} at index "
+            f"{int(bad[0])}."
+        )
 
 
 # Preprocessing ---------------------------------------------------------------------
@@ -411,7 +435,7 @@ def _fashion_mnist_examples(
     if found is not None:
         images, labels, directory = found
         dataset = tf.data.Dataset.from_tensor_slices((images, labels))
-        return dataset, len(labels), 10, images.shape[1:], f"idx:{directory}"
+        return dataset, len(labels), FASHION_MNIST_CLASSES, images.shape[1:], f"idx:{directory}"
     try:
         dataset, num, classes, shape, decode = _tfds_examples(
             FASHION_MNIST, split, data_dir, training, seed, download

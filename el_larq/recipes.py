@@ -17,11 +17,41 @@ import tensorflow as tf
 
 from el_larq.zoo import get_model
 
-__all__ = ["RECIPES_DIR", "build_recipe", "list_recipes", "load_recipe"]
+__all__ = ["RECIPES_DIR", "build_recipe", "list_recipes", "load_recipe", "validate_recipe"]
 
 # EL_LARQ_RECIPES points elsewhere, e.g. for a non-editable install or private recipes.
 RECIPES_DIR = Path(os.environ.get("EL_LARQ_RECIPES", Path(__file__).resolve().parents[1] / "zoo"))
-_KEYS = {"name", "description", "model", "model_kwargs", "paper", "training"}
+
+# The recipe schema: key -> (expected type, what to call that type in an error, required).
+# `int` excludes bool (JSON true is not an epoch count); numbers accept ints and floats.
+_STR = (str, "a string")
+_NUMBER = ((int, float), "a number")
+_INT = (int, "an integer")
+_TOP_LEVEL = {
+    "name": (_STR, True),
+    "description": (_STR, True),
+    "model": (_STR, True),
+    "model_kwargs": ((dict, "a mapping"), True),
+    "paper": ((list, "a list"), True),
+    "training": ((dict, "a mapping"), True),
+}
+_PAPER_ROW = {
+    "table": (_STR, True),
+    "row": (_STR, True),
+    "imagenet_top1": (((int, float, type(None)), "a number or null"), True),
+}
+_TRAINING = {
+    "optimizer": (_STR, False),
+    "learning_rate": (_NUMBER, False),
+    "weight_decay": (_NUMBER, False),
+    "epochs": (_INT, False),
+    "batch_size": (_INT, False),
+    "lr_decay_epochs_fraction": ((list, "a list of numbers"), False),
+    "lr_decay_factor": (_NUMBER, False),
+    "input_size": (_INT, False),
+}
+# Training values that must be above zero.
+_POSITIVE = {"learning_rate", "epochs", "batch_size", "lr_decay_factor", "input_size"}
 
 
 def list_recipes() -> list[str]:
@@ -46,7 +76,8 @@ def load_recipe(name: str) -> dict[str, Any]:
         `paper` (a list of `{table, row, imagenet_top1}`) and `training`.
 
     # Raises
-        ValueError: unknown name (the message lists the valid ones) or a malformed file.
+        ValueError: unknown name (the message lists the valid ones), or a file that is not
+            valid JSON or breaks the schema (`validate_recipe`; the message names the key).
 
     # Example
         ```python
@@ -62,12 +93,93 @@ def load_recipe(name: str) -> dict[str, Any]:
         )
     try:
         recipe = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"Recipe file {path} is not valid JSON: {error}") from error
-    missing = _KEYS - set(recipe)
-    if missing:
-        raise ValueError(f"Recipe file {path} lacks the keys {sorted(missing)}.")
+    except OSError as error:
+        raise ValueError(f"cannot read recipe file {path}: {error.strerror or error}") from error
+    validate_recipe(recipe, str(path))
     return recipe
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "a boolean", str: "a string", dict: "a mapping", list: "a list"}.get(
+        type(value), f"a {type(value).__name__}"
+    )
+
+
+def _check_mapping(mapping: dict, schema: dict, where: str, prefix: str) -> None:
+    unknown = sorted(set(mapping) - set(schema))
+    if unknown:
+        raise ValueError(
+            f"Recipe file {where}: unknown key {prefix}{unknown[0]!r}; valid keys"
+            f"{' of ' + prefix.rstrip('.') if prefix else ''}: {', '.join(sorted(schema))}."
+        )
+    for key, ((types, expected), required) in schema.items():
+        if key not in mapping:
+            if required:
+                raise ValueError(f"Recipe file {where}: the key {prefix}{key} is missing.")
+            continue
+        value = mapping[key]
+        # bool is an int subclass: true is never a count or a rate.
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in _flat(types)):
+            raise ValueError(
+                f"Recipe file {where}: {prefix}{key} must be {expected}, got "
+                f"{_type_name(value)} ({json.dumps(value)[:40]})."
+            )
+
+
+def _flat(types: Any) -> tuple:
+    return types if isinstance(types, tuple) else (types,)
+
+
+def validate_recipe(recipe: Any, where: str = "recipe") -> None:
+    """Check a recipe against the schema: every key known, of the right type and range.
+
+    # Arguments
+        recipe: The parsed JSON of a recipe file.
+        where: The file, for the message.
+
+    # Raises
+        ValueError: one line naming the key, the expected type and what was found.
+
+    # Example
+        ```python
+        validate_recipe({"name": "x", "model": "el_resnet26", ...}, "zoo/x.json")
+        ```
+    """
+    if not isinstance(recipe, dict):
+        raise ValueError(f"Recipe file {where} must hold a JSON mapping, got {_type_name(recipe)}.")
+    _check_mapping(recipe, _TOP_LEVEL, where, "")
+    for index, row in enumerate(recipe["paper"]):
+        if not isinstance(row, dict):
+            raise ValueError(
+                f"Recipe file {where}: paper[{index}] must be a mapping, got {_type_name(row)}."
+            )
+        _check_mapping(row, _PAPER_ROW, where, f"paper[{index}].")
+    for key, value in recipe["model_kwargs"].items():
+        # Builder switches are flags, names and numbers; the builder checks the names.
+        if not isinstance(value, (bool, int, float, str)):
+            raise ValueError(
+                f"Recipe file {where}: model_kwargs.{key} must be a boolean, number or "
+                f"string, got {_type_name(value)}."
+            )
+    training = recipe["training"]
+    _check_mapping(training, _TRAINING, where, "training.")
+    for key in _POSITIVE & set(training):
+        if not training[key] > 0:
+            raise ValueError(f"Recipe file {where}: training.{key} must be positive, got "
+                             f"{training[key]}.")  # fmt: skip
+    if training.get("weight_decay", 0) < 0:
+        raise ValueError(f"Recipe file {where}: training.weight_decay must be >= 0.")
+    fractions = training.get("lr_decay_epochs_fraction", [])
+    if not all(isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f < 1
+               for f in fractions):  # fmt: skip
+        raise ValueError(
+            f"Recipe file {where}: training.lr_decay_epochs_fraction must be a list of "
+            f"numbers in (0, 1), got {json.dumps(fractions)[:60]}."
+        )
 
 
 def build_recipe(name: str, **overrides: Any) -> tf.keras.Model:

@@ -2,6 +2,8 @@
 
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -11,7 +13,7 @@ import pytest
 import tensorflow as tf
 from test_data import make_idx_dataset
 
-from el_larq import lce
+from el_larq import data, lce
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = str(ROOT / "train" / "train.py")
@@ -124,15 +126,17 @@ def test_imagenet2012_mock_run_with_recipe(tmp_path):
     assert lce.op_counts(flatbuffer)["LceBconv2d"] > 0
 
 
-def _bad(tmp_path, idx_dir, *args):
+def _bad(tmp_path, idx_dir, *args, env=None):
     out = tmp_path / "out"
     base = [TRAIN, "--epochs", "1", "--data_dir", idx_dir, "--nodownload", *TINY]
     if "--output_dir" not in args:
         base += ["--output_dir", str(out)]
-    result = run([*base, *args], timeout=120)
-    assert result.returncode != 0
+    result = run([*base, *args], timeout=120, env={**os.environ, **(env or {})})
+    assert result.returncode == 1
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     assert not list(tmp_path.rglob("model.h5"))
+    if "--output_dir" not in args:
+        assert not out.exists()  # a failed run leaves no half-made output directory
     return result.stderr.strip().splitlines()[-1]
 
 
@@ -143,6 +147,10 @@ def _bad(tmp_path, idx_dir, *args):
         (["--recipe", "el_resnet27"], "el_resnet26"),
         (["--dataset", "cifar1O"], "unknown dataset 'cifar1O'. Did you mean cifar10"),
         (["--strategy", "mirrored", "--logical_cpus", "2", "--batch_size", "7"], "multiple of"),
+        (["--seed", "-1"], "--seed must be in [0, 2**32), got -1."),
+        (["--lr_decay_epochs", "half"], "--lr_decay_epochs must be numbers, got 'half'."),
+        (["--backup_steps", "-2"], "--backup_steps must be 0"),
+        (["--steps_per_epoch", "0"], "--steps_per_epoch must be at least 1, got 0."),
     ],
 )
 def test_bad_input_exits_with_one_clear_line(tmp_path, idx_dir, args, expected):
@@ -183,7 +191,7 @@ def test_nan_loss_stops_with_a_clear_message_and_no_model(tmp_path, idx_dir):
         "2",
     )
     assert line.startswith("train.py: error: ") and "nan" in line.lower()
-    assert not (tmp_path / "out" / "backup").exists()  # the diverged weights are not resumed
+    assert f"{tmp_path / 'out'} was removed" in line  # the run made it; nothing else in it
 
 
 # ---------------------------------------------------------------- issue 13: run directories
@@ -207,7 +215,8 @@ def _files(out: Path) -> set[str]:
     for path in out.rglob("*"):
         if path.is_file():
             name = str(path.relative_to(out))
-            names.add(name.rsplit("/", 1)[0] + "/*" if name.startswith("logs/") else name)
+            tensorboard = name.startswith(("logs/train/", "logs/validation/"))
+            names.add(name.rsplit("/", 1)[0] + "/*" if tensorboard else name)
     return names
 
 
@@ -260,3 +269,155 @@ def test_killed_at_any_point_every_epoch_has_one_row_and_the_same_files(
     assert _epochs(out) == [1, 2]
     assert _files(out) == FINAL_FILES  # no backup, temporaries, lock or FAILED left
     assert lce.load_model(out / "model.h5").output_shape == (None, 10)
+
+
+def _snapshot(directory: Path) -> dict[str, bytes]:
+    # The lock file is not compared: a refused run may take over the killed run's stale one.
+    files = [p for p in directory.rglob("*") if p.is_file() and p.name != ".train.lock"]
+    return {str(p.relative_to(directory)): p.read_bytes() for p in files}
+
+
+@pytest.fixture(scope="module")
+def interrupted_run(idx16, tmp_path_factory):
+    """A run of el_resnet18 killed right after its epoch-1 backup (copy before use)."""
+    out = tmp_path_factory.mktemp("interrupted") / "run"
+    command = [TRAIN, *SMALL, "--steps_per_epoch", "3", "--data_dir", idx16]
+    _killed_at([*command, "--output_dir", str(out)], "backup:1")
+    assert _epochs(out) == [1] and (out / "backup").is_dir()
+    return command, out
+
+
+@pytest.mark.parametrize(
+    "change, named",
+    [
+        (["--model", "el_resnet26"], "model: 'el_resnet26' now, 'el_resnet18' recorded"),
+        (["--learning_rate", "0.01"], "learning_rate: 0.01 now, 0.001 recorded"),  # same shapes
+    ],
+)
+def test_resuming_with_another_config_is_refused_before_anything_is_rewritten(
+    interrupted_run, tmp_path, change, named
+):
+    command, original = interrupted_run
+    out = tmp_path / "run"
+    shutil.copytree(original, out)
+    before = _snapshot(out)
+    result = run([*command, *change, "--output_dir", str(out)], timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"train.py: error: {out} holds another run (") and named in line
+    assert "pass --overwrite to replace it" in line and "another --output_dir" in line
+    assert _snapshot(out) == before  # config.json, metrics.csv, backup: untouched
+
+
+def test_overwrite_checks_first_and_removes_only_the_runs_files(interrupted_run, idx16, tmp_path):
+    command, original = interrupted_run
+    out = tmp_path / "run"
+    shutil.copytree(original, out)
+    mine = {"notes.txt": b"mine", "model.tflite": b"flatbuffer", "checkpoints/mine.h5": b"w"}
+    mine["logs/custom.txt"] = b"not TensorBoard's"
+    for name, content in mine.items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_bytes(content)
+    before = _snapshot(out)
+    # Bad data: refused before the directory is touched.
+    change = ["--learning_rate", "0.01", "--overwrite", "--output_dir", str(out)]
+    bad = run([*command, *change, "--data_dir", str(tmp_path / "nowhere"), "--nodownload"])
+    assert bad.returncode == 1 and "Fashion-MNIST not found" in bad.stderr
+    assert _snapshot(out) == before
+    # Another config with --overwrite: the old run's files go, the user's stay.
+    result = run([*command, *change])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "--overwrite: removed the earlier run's" in result.stdout
+    assert "resuming" not in result.stdout
+    assert {name: (out / name).read_bytes() for name in mine} == mine
+    assert _files(out) - set(mine) == FINAL_FILES
+    assert _epochs(out) == [1, 2]
+    assert json.loads((out / "config.json").read_text())["learning_rate"] == 0.01
+
+
+def test_one_training_per_directory_and_a_stale_lock_is_taken_over(idx16, tmp_path):
+    out = tmp_path / "run"
+    command = [TRAIN, *SMALL, "--steps_per_epoch", "3", "--data_dir", idx16]
+    command += ["--output_dir", str(out)]
+    first = subprocess.Popen(
+        [sys.executable, *command], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.time() + 120
+        while not (out / "config.json").exists() and first.poll() is None:
+            assert time.time() < deadline
+            time.sleep(0.02)
+        os.kill(first.pid, signal.SIGSTOP)  # holds the lock while the second one starts
+        second = run(command, timeout=120)
+        assert second.returncode == 1 and "Traceback" not in second.stderr
+        line = second.stderr.strip().splitlines()[-1]
+        assert line.startswith(f"train.py: error: another training (pid {first.pid} on ")
+        assert f"is running in {out}" in line
+    finally:
+        first.kill()  # kill -9: its lock file stays behind, stale
+        first.communicate()
+    assert first.returncode == -9 and (out / ".train.lock").exists()
+    third = run(command)
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert f"taking over the lock of pid {first.pid}" in third.stdout
+    assert _epochs(out) == [1, 2] and _files(out) == FINAL_FILES
+
+
+def test_failed_run_in_an_existing_directory_is_marked_and_needs_overwrite(idx_dir, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    nan = ["--model", "el_resnet18", "--learning_rate", "1e30", "--steps_per_epoch", "6"]
+    line = _bad(tmp_path, idx_dir, *nan, "--output_dir", str(out))
+    assert f"{out} is marked failed (FAILED)" in line and "and --overwrite." in line
+    assert "nan" in (out / "FAILED").read_text().lower()
+    assert (out / "notes.txt").read_text() == "mine" and not (out / "backup").exists()
+    again = _bad(tmp_path, idx_dir, *nan, "--output_dir", str(out))  # refused before the data
+    assert again.startswith(f"train.py: error: {out} holds a failed run (FAILED: ")
+
+
+def test_bad_recipe_file_is_one_line_naming_the_key(tmp_path, idx_dir):
+    recipe = json.loads((ROOT / "zoo" / "el_resnet18.json").read_text())
+    recipe["training"]["epochs"] = "100"
+    (tmp_path / "mine.json").write_text(json.dumps(recipe))
+    line = _bad(tmp_path, idx_dir, "--recipe", "mine", env={"EL_LARQ_RECIPES": str(tmp_path)})
+    assert line == (
+        f"train.py: error: Recipe file {tmp_path / 'mine.json'}: training.epochs must be an "
+        'integer, got a string ("100").'
+    )
+
+
+def test_labels_outside_the_classes_are_refused(tmp_path):
+    data_dir = make_idx_dataset(tmp_path / "data", train=16, test=8, size=16)
+    labels = data.read_idx(f"{data_dir}/train-labels-idx1-ubyte.gz").copy()
+    labels[5] = 12
+    data.write_idx(f"{data_dir}/train-labels-idx1-ubyte.gz", labels)
+    line = _bad(tmp_path, data_dir)
+    assert line.startswith("train.py: error: ") and "train-labels-idx1-ubyte.gz: 1 label(s)" in line
+    assert "outside the 10 classes 0..9, the first 12 at index 5." in line
+
+
+def test_evaluate_checks_json_and_class_count_before_evaluating(tmp_path, idx16):
+    junk = tmp_path / "junk.h5"
+    junk.write_bytes(b"not a model")
+    args = [EVALUATE, "--model", str(junk), "--data_dir", str(tmp_path / "nowhere")]
+    missing = run([*args, "--json", str(tmp_path / "no" / "eval.json")], timeout=120)
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    assert missing.stderr.strip().splitlines()[-1] == (
+        f"evaluate.py: error: cannot write {tmp_path / 'no' / 'eval.json'}: "
+        f"{tmp_path / 'no'} is not a directory"
+    )  # before the model or the data is even looked at
+    same = run([*args, "--json", str(junk)], timeout=120)
+    assert same.returncode == 1 and "is one of the --model files" in same.stderr
+    assert junk.read_bytes() == b"not a model"
+
+    from el_larq import zoo
+
+    model = zoo.get_model("el_resnet18", input_shape=(16, 16, 1), num_classes=7, width=0.125)
+    model.save(tmp_path / "seven.h5")
+    result = run([EVALUATE, "--model", str(tmp_path / "seven.h5"), "--data_dir", idx16])
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"evaluate.py: error: {tmp_path / 'seven.h5'} predicts 7 classes, but fashion_mnist "
+        "split 'test' has 10; evaluate it on the dataset it was trained for."
+    )

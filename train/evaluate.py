@@ -33,12 +33,24 @@ flags.DEFINE_string("json", None, "Also write the results as JSON to this path."
 flags.mark_flag_as_required("model")
 
 
+def _check_paths(models: list[str], json_path: str | None) -> None:
+    """Every input and the output are checked before the first (slow) evaluation."""
+    for path in models:
+        if not os.path.exists(path):
+            raise training.ConfigError(f"model file {path} does not exist.")
+    if json_path:
+        lce.check_writable(json_path)
+        if any(os.path.exists(path) and os.path.samefile(json_path, path) for path in models):
+            raise training.ConfigError(f"--json {json_path} is one of the --model files.")
+
+
 def main(argv):
     del argv
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.ERROR)  # TF/TFDS Python INFO and warnings: noise here
     results = []
     try:
+        _check_paths(FLAGS.model, FLAGS.json)
         for path in FLAGS.model:
             results.append(
                 training.evaluate_model(
@@ -67,8 +79,7 @@ def main(argv):
         delta = results[-1]["top1"] - results[0]["top1"]
         print(f"top-1 difference (last - first): {delta:+.4f}")
     if FLAGS.json:
-        with open(FLAGS.json, "w") as f:
-            json.dump(results, f, indent=1)
+        lce.write_atomic(FLAGS.json, (json.dumps(results, indent=1) + "\n").encode())
 
 
 if __name__ == "__main__":

@@ -60,7 +60,12 @@ def _overrides() -> dict:
         "verbose", "overwrite",
     ]  # fmt: skip
     values = {name: FLAGS[name].value for name in names}
-    values["lr_decay_epochs"] = tuple(float(value) for value in FLAGS.lr_decay_epochs)
+    try:
+        values["lr_decay_epochs"] = tuple(float(value) for value in FLAGS.lr_decay_epochs)
+    except ValueError:
+        raise training.ConfigError(
+            f"--lr_decay_epochs must be numbers, got {','.join(FLAGS.lr_decay_epochs)!r}."
+        ) from None
     if FLAGS.recipe:
         for name in _RECIPE_FLAGS:
             if not FLAGS[name].present:
