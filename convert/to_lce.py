@@ -36,6 +36,17 @@ flags.DEFINE_bool(
     "Store the weights of the float convs and dense layers (stem, downsample shortcuts, "
     "classifier) as int8 (TFLite hybrid kernels); verification then checks the result.",
 )
+flags.DEFINE_integer(
+    "int8_min_elements",
+    lce.INT8_MIN_ELEMENTS,
+    "With --int8_weights: weight tensors with fewer values stay float32 (0: quantize all).",
+    lower_bound=0,
+)
+flags.DEFINE_bool(
+    "int8_keep_input_layers",
+    True,
+    "With --int8_weights: keep float32 the layers that read the model input (the stem).",
+)
 flags.DEFINE_bool("verify", True, "Compare Keras and the LCE interpreter (--no-verify skips).")
 flags.DEFINE_integer("samples", 16, "Number of inputs for the verification.", lower_bound=1)
 flags.DEFINE_string(
@@ -56,6 +67,13 @@ flags.DEFINE_float(
     None,
     f"Verification: smallest allowed top-1 agreement (classifiers; default "
     f"{lce.DEFAULT_MIN_TOP1}, with --int8_weights {lce.DEFAULT_MIN_TOP1_INT8}).",
+)
+flags.DEFINE_float(
+    "max_top1_drop",
+    lce.DEFAULT_MAX_TOP1_DROP,
+    "Verification with --dataset: the flatbuffer's labelled top-1 may be at most this much "
+    "(a fraction) below Keras's.",
+    lower_bound=0,
 )
 flags.DEFINE_bool(
     "allow_unsafe", False, "Load models with Lambda layers (they run code stored in the file)."
@@ -113,9 +131,20 @@ def _layer_ops(flatbuffer: bytes) -> list[str]:
     return [op for op in lce.flatbuffer_ops(flatbuffer) if op in _LAYER_OPS]
 
 
+def _quantize(flatbuffer: bytes) -> tuple[bytes, list]:
+    return lce.quantize_weights(
+        flatbuffer,
+        min_elements=FLAGS.int8_min_elements,
+        keep_input_layers=FLAGS.int8_keep_input_layers,
+    )
+
+
 def _verify(model, flatbuffer, result):
+    labels = None
     if FLAGS.dataset:
-        inputs = lce.dataset_inputs(model, FLAGS.dataset, FLAGS.samples, data_dir=FLAGS.data_dir)
+        inputs, labels = lce.dataset_examples(
+            model, FLAGS.dataset, FLAGS.samples, data_dir=FLAGS.data_dir
+        )
     else:
         inputs = lce.random_inputs(model, FLAGS.samples)
     int8 = FLAGS.int8_weights
@@ -132,7 +161,7 @@ def _verify(model, flatbuffer, result):
         checked = _calibrated_copy(model, inputs)
         checked_flatbuffer, _ = lce.convert(checked, target=FLAGS.target)
         if int8:
-            checked_flatbuffer, _ = lce.quantize_weights(checked_flatbuffer)
+            checked_flatbuffer, _ = _quantize(checked_flatbuffer)
         if _layer_ops(checked_flatbuffer) != _layer_ops(flatbuffer):
             raise lce.DeploymentError(
                 "the model's BatchNorms are untrained and a copy with calibrated statistics "
@@ -145,7 +174,15 @@ def _verify(model, flatbuffer, result):
             "by sign coin tosses. Verifying a copy whose BatchNorms hold the statistics of "
             "the verification inputs instead; it has the same convs as the written flatbuffer"
         )
-    check = lce.verify(checked, checked_flatbuffer, inputs, rtol=rtol, min_top1=min_top1)
+    check = lce.verify(
+        checked,
+        checked_flatbuffer,
+        inputs,
+        rtol=rtol,
+        min_top1=min_top1,
+        labels=labels,
+        max_top1_drop=FLAGS.max_top1_drop,
+    )
     dataset = f" (dataset {FLAGS.dataset})" if FLAGS.dataset else ""
     print(check.summary() + dataset + note)
     result["verification"] = {
@@ -168,7 +205,7 @@ def convert(model_path: Path) -> int:
     flatbuffer, messages = lce.convert(model, target=FLAGS.target)
     quantized = []
     if FLAGS.int8_weights:
-        flatbuffer, quantized = lce.quantize_weights(flatbuffer)
+        flatbuffer, quantized = _quantize(flatbuffer)
         print(lce.format_quantized(quantized))
 
     report = lce.census(model, flatbuffer, messages)

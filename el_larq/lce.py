@@ -33,7 +33,7 @@ import shlex
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,7 @@ __all__ = [
     "census",
     "check_writable",
     "convert",
+    "dataset_examples",
     "dataset_inputs",
     "device_commands",
     "device_latency",
@@ -658,6 +659,9 @@ DEFAULT_MIN_TOP1 = 0.95
 # broken model (chance agreement), not those flips. Accuracy: train/evaluate.py.
 DEFAULT_RTOL_INT8 = 5e-2
 DEFAULT_MIN_TOP1_INT8 = 0.85
+# With labelled inputs (`convert/to_lce.py --dataset`): the flatbuffer's labelled top-1 may
+# be at most this much below Keras's. This is the gate that matters for int8 weights.
+DEFAULT_MAX_TOP1_DROP = 0.01
 
 
 @dataclasses.dataclass
@@ -672,6 +676,9 @@ class Verification:
         top1_agreement: Fraction of inputs with the same arg-max (None: not a classifier).
         rtol: Tolerance: `mean_abs <= rtol * scale` must hold.
         min_top1: Tolerance: `top1_agreement >= min_top1` must hold.
+        keras_accuracy: Top-1 of Keras against the labels (None: no labels).
+        lce_accuracy: Top-1 of the flatbuffer against the labels.
+        max_top1_drop: Tolerance: `lce_accuracy >= keras_accuracy - max_top1_drop`.
     """
 
     samples: int
@@ -681,23 +688,35 @@ class Verification:
     top1_agreement: float | None
     rtol: float
     min_top1: float
+    keras_accuracy: float | None = None
+    lce_accuracy: float | None = None
+    max_top1_drop: float = DEFAULT_MAX_TOP1_DROP
 
     @property
     def passed(self) -> bool:
-        """Whether both tolerances hold."""
+        """Whether every tolerance holds."""
         close = self.mean_abs <= self.rtol * max(self.scale, 1e-6)
         agree = self.top1_agreement is None or self.top1_agreement >= self.min_top1
-        return close and agree
+        accurate = self.keras_accuracy is None or (
+            self.lce_accuracy >= self.keras_accuracy - self.max_top1_drop - 1e-12
+        )
+        return close and agree and accurate
 
     def summary(self) -> str:
         """One line: the numbers and the verdict."""
         top1 = "n/a" if self.top1_agreement is None else f"{self.top1_agreement:.1%}"
+        labelled = ""
+        if self.keras_accuracy is not None:
+            labelled = (
+                f", labelled top-1 Keras {self.keras_accuracy:.2%} vs LCE "
+                f"{self.lce_accuracy:.2%} (limit {self.max_top1_drop:.2%} lower)"
+            )
         verdict = "PASS" if self.passed else "FAIL"
         return (
             f"verification on {self.samples} inputs: mean |diff| {self.mean_abs:.3g} "
             f"(limit {self.rtol:g} x max |output| {self.scale:.3g} = "
             f"{self.rtol * self.scale:.3g}), max |diff| {self.max_abs:.3g}, "
-            f"top-1 agreement {top1} (limit {self.min_top1:.0%}): {verdict}"
+            f"top-1 agreement {top1} (limit {self.min_top1:.0%}){labelled}: {verdict}"
         )
 
 
@@ -721,6 +740,19 @@ def dataset_inputs(
 ) -> np.ndarray:
     """`samples` real, preprocessed images from a dataset (its evaluation split).
 
+    # Example
+        ```python
+        x = dataset_inputs(model, "fashion_mnist", 32)
+        ```
+    """
+    return dataset_examples(model, name, samples, data_dir=data_dir)[0]
+
+
+def dataset_examples(
+    model: tf.keras.Model, name: str, samples: int, *, data_dir: str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """`samples` real, preprocessed images and their labels (the evaluation split).
+
     Uses `el_larq.data`, so the images are preprocessed as for training and evaluation.
 
     # Arguments
@@ -730,11 +762,11 @@ def dataset_inputs(
         data_dir: Dataset directory (see `el_larq.data.load_split`).
 
     # Returns
-        A float32 array `(samples, *input_shape)`.
+        `(images, labels)`: float32 `(samples, *input_shape)` and int64 `(samples,)`.
 
     # Example
         ```python
-        x = dataset_inputs(model, "fashion_mnist", 32)
+        x, y = dataset_examples(model, "fashion_mnist", 1000)
         ```
     """
     from el_larq import data
@@ -749,7 +781,7 @@ def dataset_inputs(
             data_dir=data_dir,
             image_size=shape[0],
         )
-        images = next(iter(split.dataset))[0].numpy()
+        images, labels = (t.numpy() for t in next(iter(split.dataset))[:2])
     except data.DataError as error:
         raise DeploymentError(str(error).splitlines()[0]) from None
     if images.shape[1:] != shape:
@@ -757,7 +789,8 @@ def dataset_inputs(
             f"dataset {name!r} gives images of shape {images.shape[1:]}, but the model "
             f"expects {shape}"
         )
-    return images[:samples].astype(np.float32)
+    labels = labels.argmax(-1) if labels.ndim > 1 else labels  # one-hot or sparse
+    return images[:samples].astype(np.float32), labels[:samples].astype(np.int64)
 
 
 def untrained_batchnorms(model: tf.keras.Model) -> list[str]:
@@ -788,6 +821,8 @@ def verify(
     *,
     rtol: float = DEFAULT_RTOL,
     min_top1: float = DEFAULT_MIN_TOP1,
+    labels: np.ndarray | None = None,
+    max_top1_drop: float = DEFAULT_MAX_TOP1_DROP,
     num_threads: int = 1,
 ) -> Verification:
     """Run the same inputs through Keras and LCE's interpreter and compare.
@@ -798,6 +833,10 @@ def verify(
         inputs: A batch of inputs, `(samples, *input_shape)`.
         rtol: Largest allowed mean `|diff|`, relative to the largest Keras output.
         min_top1: Smallest allowed top-1 agreement (for `(batch, classes)` outputs).
+        labels: Class labels of `inputs` (classifiers): then both models' labelled
+            top-1 is reported, and the flatbuffer's may be at most `max_top1_drop`
+            below Keras's.
+        max_top1_drop: See `labels`.
         num_threads: Interpreter threads.
 
     # Returns
@@ -817,9 +856,15 @@ def verify(
         actual = np.concatenate([np.reshape(a, (len(inputs), -1)) for a in actual], axis=1)
     expected, actual = np.asarray(expected, np.float64), np.asarray(actual, np.float64)
     diff = np.abs(actual - expected)
-    top1 = None
+    top1 = keras_accuracy = lce_accuracy = None
     if expected.ndim == 2 and expected.shape[1] > 1:
         top1 = float(np.mean(expected.argmax(axis=1) == actual.argmax(axis=1)))
+        if labels is not None:
+            labels = np.asarray(labels).reshape(-1)
+            if labels.shape != (len(inputs),):
+                raise DeploymentError(f"{len(labels)} labels for {len(inputs)} inputs")
+            keras_accuracy = float(np.mean(expected.argmax(axis=1) == labels))
+            lce_accuracy = float(np.mean(actual.argmax(axis=1) == labels))
     return Verification(
         samples=len(inputs),
         max_abs=float(diff.max()),
@@ -828,6 +873,9 @@ def verify(
         top1_agreement=top1,
         rtol=rtol,
         min_top1=min_top1,
+        keras_accuracy=keras_accuracy,
+        lce_accuracy=lce_accuracy,
+        max_top1_drop=max_top1_drop,
     )
 
 
@@ -866,14 +914,21 @@ _HYBRID_OPS = {
 
 @dataclasses.dataclass
 class QuantizedWeight:
-    """One weight tensor that `quantize_weights` stored as int8."""
+    """One float32 weight tensor `quantize_weights` considered: stored as int8, or kept."""
 
     op: str
     tensor: str
     shape: tuple[int, ...]
     float32_bytes: int
-    int8_bytes: int
-    max_abs_error: float  # largest |w - dequantized w|, in the weights' own units
+    int8_bytes: int  # what it takes now (float32_bytes when kept float)
+    max_abs_error: float  # largest |w - dequantized w|, in the weights' own units (0: kept)
+    int8: bool = True
+    reason: str = ""  # why it was kept float
+
+
+# Weight tensors smaller than this stay float32 by default: they save little, and in a
+# BNN each float layer's rounding flips signs downstream (docs/deployment.md, 1.1).
+INT8_MIN_ELEMENTS = 16384
 
 
 class _AlignedBuilder(flatbuffers.Builder):
@@ -895,36 +950,49 @@ def _int8_symmetric(weights: np.ndarray, axis: int | None) -> tuple[np.ndarray, 
     return values, scale, float(np.abs(weights - values * scale.reshape(shape)).max())
 
 
-def quantize_weights(flatbuffer: bytes) -> tuple[bytes, list[QuantizedWeight]]:
+def quantize_weights(
+    flatbuffer: bytes,
+    *,
+    min_elements: int = INT8_MIN_ELEMENTS,
+    keep_input_layers: bool = True,
+    only: Collection[str] | None = None,
+) -> tuple[bytes, list[QuantizedWeight]]:
     """Store the float32 weights of a flatbuffer's float convs and dense layers as int8.
 
     TFLite's dynamic-range ("hybrid") quantization, applied to an LCE flatbuffer after
-    conversion, because LCE's converter has no option for it: every `CONV_2D`,
-    `DEPTHWISE_CONV_2D` and `FULLY_CONNECTED` whose weights are a float32 constant
+    conversion, because LCE's converter has no option for it: a `CONV_2D`,
+    `DEPTHWISE_CONV_2D` or `FULLY_CONNECTED` whose weights are a float32 constant
     gets symmetric int8 weights (one scale per output channel for convs, one per
     tensor for dense layers) and the op version that marks the hybrid kernel. At run
     time the kernel quantizes its float input on the fly and multiplies in int8;
     activations, biases and everything else stay float32, and `LceBconv2d` kernels are
-    already 1 bit. In a binary ResNet this shrinks what stays float on purpose (stem,
-    downsample shortcuts, classifier) about 4x, and with it most of the file.
+    already 1 bit. In a binary ResNet this shrinks what stays float on purpose
+    (downsample shortcuts, classifier) about 4x, and with it most of the file.
 
-    The result approximates the float model, and in a BNN every small change in a float
-    layer flips some signs downstream: check it with `verify` (as `convert/to_lce.py
-    --int8_weights` does, with `DEFAULT_RTOL_INT8` / `DEFAULT_MIN_TOP1_INT8`) and its
-    accuracy on a test set (`train/evaluate.py`).
+    What stays float32 by default, because it costs accuracy and saves little: a layer
+    that reads the model input (the stem: it feeds every sign of the network, and its
+    rounding moved a trained EL-ResNet26's test top-1 most), and any weight tensor with
+    fewer than `min_elements` values. Check the result with `verify` on labelled data
+    (`convert/to_lce.py --int8_weights --dataset ...`) and on a test set
+    (`train/evaluate.py`).
 
     # Arguments
         flatbuffer: The bytes of a `.tflite` model (from `convert`).
+        min_elements: Weight tensors with fewer values stay float32 (0: none).
+        keep_input_layers: Keep float32 the layers that read the model input.
+        only: Quantize exactly these weight tensors (by name), nothing else: for
+            measuring one layer at a time.
 
     # Returns
-        `(flatbuffer, quantized)`: the new bytes and one `QuantizedWeight` per weight
-        tensor it changed (empty, and the bytes unchanged, when there was none).
+        `(flatbuffer, weights)`: the new bytes (the input bytes when nothing changed)
+        and one `QuantizedWeight` per float32 weight tensor considered, with `int8`
+        telling whether it was stored as int8 and `reason` why not.
 
     # Example
         ```python
         flatbuffer, _ = convert(model)
-        small, quantized = quantize_weights(flatbuffer)
-        print(len(flatbuffer), "->", len(small), "bytes;", len(quantized), "tensors")
+        small, weights = quantize_weights(flatbuffer)
+        print(format_quantized(weights))
         ```
     """
     model = tflite_schema.ModelT.InitFromObj(tflite_schema.Model.GetRootAsModel(flatbuffer, 0))
@@ -946,6 +1014,28 @@ def quantize_weights(flatbuffer: bytes) -> tuple[bytes, list[QuantizedWeight]]:
             if op_name == "CONV_2D" and graph.tensors[op.inputs[0]].shape[-1] != tensor.shape[-1]:
                 continue  # grouped: TFLite has no hybrid kernel for it
             weights = np.frombuffer(bytes(buffer.data), np.float32).reshape(tensor.shape)
+            name = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
+            reason = ""
+            if only is not None:
+                reason = "" if name in only else "not selected"
+            elif keep_input_layers and op.inputs[0] in graph.inputs:
+                reason = "reads the model input"
+            elif weights.size < min_elements:
+                reason = f"{weights.size} < {min_elements} weights"
+            if reason:
+                quantized.append(
+                    QuantizedWeight(
+                        op=op_name,
+                        tensor=name,
+                        shape=tuple(int(d) for d in tensor.shape),
+                        float32_bytes=weights.nbytes,
+                        int8_bytes=weights.nbytes,
+                        max_abs_error=0.0,
+                        int8=False,
+                        reason=reason,
+                    )
+                )
+                continue
             values, scale, error = _int8_symmetric(weights, axis)
             if uses[tensor.buffer] > 1:  # a constant shared with another tensor: keep it
                 model.buffers.append(tflite_schema.BufferT())
@@ -957,7 +1047,6 @@ def quantize_weights(flatbuffer: bytes) -> tuple[bytes, list[QuantizedWeight]]:
             tensor.quantization.zeroPoint = [0] * scale.size
             tensor.quantization.quantizedDimension = 0 if axis is None else axis
             versions[op.opcodeIndex] = max(versions.get(op.opcodeIndex, code.version), version)
-            name = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
             quantized.append(
                 QuantizedWeight(
                     op=op_name,
@@ -968,8 +1057,8 @@ def quantize_weights(flatbuffer: bytes) -> tuple[bytes, list[QuantizedWeight]]:
                     max_abs_error=error,
                 )
             )
-    if not quantized:
-        return flatbuffer, []
+    if not any(weight.int8 for weight in quantized):
+        return flatbuffer, quantized
     # An op code is shared by all ops of its type; a type is either all hybrid here or
     # (weights computed at run time) float, which the higher version still runs.
     for index, version in versions.items():
@@ -981,18 +1070,30 @@ def quantize_weights(flatbuffer: bytes) -> tuple[bytes, list[QuantizedWeight]]:
 
 def format_quantized(quantized: Sequence[QuantizedWeight]) -> str:
     """What `quantize_weights` did, in a few lines for a terminal."""
-    if not quantized:
-        return "int8 weights: no float32 conv or dense weights to quantize"
-    before = sum(weight.float32_bytes for weight in quantized)
-    after = sum(weight.int8_bytes for weight in quantized)
-    ops = collections.Counter(weight.op for weight in quantized)
-    worst = max(quantized, key=lambda weight: weight.max_abs_error)
-    return (
-        f"int8 weights: {len(quantized)} tensors ("
-        + ", ".join(f"{op} x{count}" for op, count in ops.most_common())
-        + f"), {before} -> {after} bytes; largest |weight error| {worst.max_abs_error:.3g}"
-        f" ({worst.tensor})"
-    )
+    stored = [weight for weight in quantized if weight.int8]
+    kept = [weight for weight in quantized if not weight.int8]
+    lines = []
+    if stored:
+        before = sum(weight.float32_bytes for weight in stored)
+        after = sum(weight.int8_bytes for weight in stored)
+        ops = collections.Counter(weight.op for weight in stored)
+        worst = max(stored, key=lambda weight: weight.max_abs_error)
+        lines.append(
+            f"int8 weights: {len(stored)} tensors ("
+            + ", ".join(f"{op} x{count}" for op, count in ops.most_common())
+            + f"), {before} -> {after} bytes; largest |weight error| "
+            f"{worst.max_abs_error:.3g} ({worst.tensor})"
+        )
+    else:
+        lines.append("int8 weights: no float32 conv or dense weights quantized")
+    if kept:
+        lines.append(
+            f"kept float32: {len(kept)} tensors, {sum(w.float32_bytes for w in kept)} bytes ("
+            + "; ".join(f"{w.tensor}: {w.reason}" for w in kept[:4])
+            + ("; ..." if len(kept) > 4 else "")
+            + ")"
+        )
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- host latency

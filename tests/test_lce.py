@@ -162,7 +162,7 @@ def _tensor_types(flatbuffer: bytes) -> dict[str, tuple[int, int]]:
 
 def test_int8_weights_quantize_every_float_layer_and_nothing_else(mixed):
     model, flatbuffer, _ = mixed
-    small, quantized = lce.quantize_weights(flatbuffer)
+    small, quantized = lce.quantize_weights(flatbuffer, min_elements=0, keep_input_layers=False)
     # stem conv, binary depthwise, classifier; not the grouped conv that LCE kept float
     # (TFLite has no hybrid grouped conv)
     assert [weight.op for weight in quantized] == [
@@ -200,7 +200,7 @@ def test_int8_weights_quantize_every_float_layer_and_nothing_else(mixed):
     exact = lce.verify(model, flatbuffer, x)
     assert lce.verify(model, small, x).mean_abs > 100 * exact.mean_abs
     # Nothing float is left, so a second pass changes nothing.
-    assert lce.quantize_weights(small) == (small, [])
+    assert lce.quantize_weights(small, min_elements=0, keep_input_layers=False) == (small, [])
 
 
 def test_int8_weights_keep_a_float_model_within_a_percent_with_and_without_xnnpack():
@@ -211,8 +211,9 @@ def test_int8_weights_keep_a_float_model_within_a_percent_with_and_without_xnnpa
     x = tf.keras.layers.Conv2D(64, 1, activation="relu")(x)
     x = tf.keras.layers.GlobalAveragePooling2D()(x)
     model = tf.keras.Model(inputs, tf.keras.layers.Dense(10)(x))
-    small, quantized = lce.quantize_weights(lce.convert(model)[0])
-    assert len(quantized) == 4
+    everything = dict(min_elements=0, keep_input_layers=False)
+    small, quantized = lce.quantize_weights(lce.convert(model)[0], **everything)
+    assert len(quantized) == 4 and all(weight.int8 for weight in quantized)
     x = lce.random_inputs(model, 16)
     check = lce.verify(model, small, x)  # the float32 tolerance: 1 % of the output range
     assert check.passed and check.top1_agreement == 1.0, check.summary()
@@ -227,10 +228,54 @@ def test_int8_weights_shared_by_two_convs_are_quantized_once_and_serve_both():
     model = tf.keras.Model(inputs, tf.keras.layers.Conv2D(4, 3, padding="same", name="b")(x))
     model.get_layer("b").set_weights(model.get_layer("a").get_weights())
     flatbuffer, _ = lce.convert(model)  # the converter keeps one constant for both convs
-    small, quantized = lce.quantize_weights(flatbuffer)
+    small, quantized = lce.quantize_weights(flatbuffer, min_elements=0, keep_input_layers=False)
     assert len(quantized) == 1 and lce.op_counts(small)["CONV_2D"] == 2
     check = lce.verify(model, small, lce.random_inputs(model, 4))
     assert check.passed and check.mean_abs > 1e-5 * check.scale, check.summary()
+
+
+def test_int8_weights_keep_the_stem_and_small_tensors_float_unless_asked():
+    inputs = tf.keras.Input((16, 16, 3))
+    x = tf.keras.layers.Conv2D(64, 3, padding="same", name="stem")(inputs)  # 1,728 weights
+    x = tf.keras.layers.Conv2D(256, 1, name="big")(x)  # 16,384 weights
+    x = tf.keras.layers.Conv2D(16, 1, name="small")(x)  # 4,096 weights
+    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    flatbuffer, _ = lce.convert(tf.keras.Model(inputs, tf.keras.layers.Dense(10)(x)))
+    small, weights = lce.quantize_weights(flatbuffer)
+    decided = {w.shape: (w.int8, w.reason) for w in weights}
+    assert decided[(64, 3, 3, 3)] == (False, "reads the model input")
+    assert decided[(256, 1, 1, 64)] == (True, "")
+    assert decided[(16, 1, 1, 256)] == (False, "4096 < 16384 weights")
+    assert decided[(10, 16)] == (False, "160 < 16384 weights")
+    int8 = {name for name, (kind, _) in _tensor_types(small).items() if kind == 9}
+    assert int8 == {w.tensor for w in weights if w.int8}
+    text = lce.format_quantized(weights)
+    assert "int8 weights: 1 tensors (CONV_2D x1)" in text and "kept float32: 3 tensors" in text
+    # `only` quantizes exactly the named tensors (one layer at a time, for measuring).
+    stem = next(w.tensor for w in weights if w.shape == (64, 3, 3, 3))
+    _, only = lce.quantize_weights(flatbuffer, only={stem})
+    assert [w.tensor for w in only if w.int8] == [stem]
+    # Nothing to quantize: the bytes come back unchanged.
+    assert lce.quantize_weights(flatbuffer, min_elements=10**9)[0] == flatbuffer
+
+
+def test_verification_with_labels_gates_the_labelled_top1():
+    tf.keras.utils.set_random_seed(0)
+    inputs = tf.keras.Input((8, 8, 3))
+    x = tf.keras.layers.GlobalAveragePooling2D()(tf.keras.layers.Conv2D(8, 3)(inputs))
+    model = tf.keras.Model(inputs, tf.keras.layers.Dense(4, activation="softmax")(x))
+    flatbuffer, _ = lce.convert(model)
+    x = lce.random_inputs(model, 40)
+    labels = model.predict(x, verbose=0).argmax(1)  # Keras is right on all of them
+    check = lce.verify(model, flatbuffer, x, labels=labels)
+    assert check.keras_accuracy == check.lce_accuracy == 1.0 and check.passed
+    assert "labelled top-1 Keras 100.00% vs LCE 100.00%" in check.summary()
+    # A flatbuffer of another model: right by chance only, so the labelled gate fails.
+    other = tf.keras.models.clone_model(model)
+    wrong = lce.verify(model, lce.convert(other)[0], x, labels=labels, rtol=1e9, min_top1=0)
+    assert wrong.lce_accuracy < 0.9 and not wrong.passed
+    with pytest.raises(lce.DeploymentError, match="3 labels for 40 inputs"):
+        lce.verify(model, flatbuffer, x, labels=labels[:3])
 
 
 def test_int8_weights_of_a_model_without_float_layers_change_nothing():
