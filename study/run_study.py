@@ -24,6 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from absl import app, flags
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # quiet TensorFlow (recipes import it)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Priority order: Table 2 baseline vs EL6, MobileNet trio (convergence), Table 2, Table 4,
@@ -56,7 +58,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_list("only", None, "Run only these recipes (default: all, in priority order).")
 flags.DEFINE_list("seeds", ["0", "1"], "Seeds.")
 flags.DEFINE_string("runs_dir", os.path.join(ROOT, "runs", "study"), "Where runs go.")
-flags.DEFINE_integer("timeout", 3600, "Seconds one training run may take.")
+flags.DEFINE_integer("timeout", 3600, "Seconds one training run may take.", lower_bound=1)
 flags.DEFINE_string("data_dir", None, "Fashion-MNIST IDX directory (default: the usual places).")
 flags.DEFINE_list(
     "set",
@@ -69,6 +71,7 @@ flags.DEFINE_integer(
     1,
     "Runs trained at once, each pinned to its own share of the CPUs. On this 2-core machine "
     "two single-core runs finish more images per second in total than one two-core run.",
+    lower_bound=1,
 )
 
 # Each worker thread of the pool owns one CPU set for the processes it starts.
@@ -88,15 +91,97 @@ def _run(cmd: list[str], log) -> int:
     ).returncode
 
 
+class StudyError(ValueError):
+    """Bad study arguments; main prints the message as one line and exits 1."""
+
+
+# What each study recipe value must be, for a clear error before any run starts.
+def _positive_int(text: str) -> bool:
+    return text.isdigit() and int(text) > 0
+
+
+def _positive_float(text: str) -> bool:
+    try:
+        return float(text) > 0
+    except ValueError:
+        return False
+
+
+def _fractions(text: str) -> bool:
+    try:
+        return all(0 < float(part) < 1 for part in text.split(","))
+    except ValueError:
+        return False
+
+
+_RECIPE_VALUES = {
+    "width": (_positive_float, "a positive number"),
+    "batch_size": (_positive_int, "a positive integer"),
+    "epochs": (_positive_int, "a positive integer"),
+    "steps_per_epoch": (_positive_int, "a positive integer"),
+    "validation_steps": (_positive_int, "a positive integer"),
+    "learning_rate": (_positive_float, "a positive number"),
+    "lr_decay_epochs": (_fractions, "fractions in (0, 1), comma-separated"),
+    "lr_decay_factor": (_positive_float, "a positive number"),
+}
+
+
 def study_recipe() -> dict[str, str]:
-    """RECIPE with the --set changes applied (unknown keys are refused)."""
+    """RECIPE with the --set changes applied (unknown keys and bad values are refused)."""
     recipe = dict(RECIPE)
+    key = None
     for item in FLAGS.set:
+        if "=" not in item and key == "lr_decay_epochs":
+            # --set is split at commas: lr_decay_epochs=0.5,0.8 arrives as two items.
+            recipe[key] += f",{item}"
+            continue
         key, sep, value = item.partition("=")
         if not sep or key not in RECIPE:
-            raise app.UsageError(f"--set {item!r}: expected KEY=VALUE with KEY in {sorted(RECIPE)}")
+            raise StudyError(f"--set {item!r}: expected KEY=VALUE with KEY in {sorted(RECIPE)}.")
         recipe[key] = value
+    for key, value in recipe.items():
+        valid, expected = _RECIPE_VALUES[key]
+        if not valid(value):
+            raise StudyError(f"--set {key}={value!r}: {key} must be {expected}.")
     return recipe
+
+
+def check_arguments() -> list[tuple[str, str]]:
+    """Check every argument before any run starts; returns the (recipe, seed) runs.
+
+    # Returns
+        The runs in priority order.
+
+    # Raises
+        StudyError: an unknown configuration (recipe) name, a bad or repeated seed, a
+            bad --set, or a --data_dir that is not a directory.
+    """
+    from el_larq import recipes
+
+    study_recipe()
+    names = FLAGS.only or CONFIGS
+    known = recipes.list_recipes()
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise StudyError(
+            f"unknown configuration {unknown[0]!r} in --only; valid: {', '.join(known)}."
+        )
+    for name in names:
+        try:
+            recipes.load_recipe(name)  # a malformed recipe fails here, not in its run
+        except ValueError as error:
+            raise StudyError(str(error)) from None
+    if not FLAGS.seeds:
+        raise StudyError("--seeds is empty; give at least one seed, e.g. --seeds 0,1.")
+    for seed in FLAGS.seeds:
+        if not seed.isdigit() or int(seed) >= 2**32:
+            raise StudyError(f"--seeds {seed!r}: a seed is an integer in [0, 2**32).")
+    seeds = [str(int(seed)) for seed in FLAGS.seeds]  # "01" and "1" are the same run
+    if len(set(seeds)) != len(seeds) or len(set(names)) != len(names):
+        raise StudyError("--seeds and --only must not repeat a value.")
+    if FLAGS.data_dir and not os.path.isdir(FLAGS.data_dir):
+        raise StudyError(f"--data_dir {FLAGS.data_dir} is not a directory.")
+    return [(recipe, seed) for recipe in names for seed in seeds]
 
 
 def run_one(recipe: str, seed: str) -> str:
@@ -178,8 +263,10 @@ def _cpu_sets(jobs: int) -> list[set[int]]:
 
 def main(argv):
     del argv
-    study_recipe()  # refuse a bad --set before anything runs
-    runs = [(recipe, seed) for recipe in FLAGS.only or CONFIGS for seed in FLAGS.seeds]
+    try:
+        runs = check_arguments()  # before anything runs or is created
+    except StudyError as error:
+        sys.exit(f"run_study.py: error: {error}")
     jobs = max(1, min(FLAGS.jobs, len(runs), len(os.sched_getaffinity(0))))
     free = _cpu_sets(jobs) if jobs > 1 else [None]
     lock = threading.Lock()

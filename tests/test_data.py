@@ -148,3 +148,34 @@ def test_imagenet2012_through_tfds_mock_data():
             "imagenet2012", "validation", training=False, batch_size=4, image_size=32
         )
         assert [int(b[0].shape[0]) for b in val.dataset] == [4, 2]
+
+
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        (np.array([0, 3, 10, 2], np.uint8), "1 label(s) outside the 10 classes 0..9, the first "
+                                            "10 at index 2."),
+        (np.array([0, 255, 255, 1], np.uint8), "2 label(s) outside the 10 classes 0..9, the "
+                                               "first 255 at index 1."),
+    ],
+)  # fmt: skip
+def test_idx_labels_outside_the_classes_are_refused(tmp_path, labels, message):
+    directory = make_idx_dataset(tmp_path, train=4, test=4, size=8)
+    data.write_idx(f"{directory}/t10k-labels-idx1-ubyte.gz", labels)
+    with pytest.raises(data.DataError) as error:
+        data.load_split("fashion_mnist", "test", training=False, batch_size=2, data_dir=directory)
+    assert str(error.value) == f"{directory}/t10k-labels-idx1-ubyte.gz: {message}"
+
+
+def test_idx_images_must_be_bytes_and_labels_integers(tmp_path):
+    directory = make_idx_dataset(tmp_path, train=4, test=4, size=8)
+    header = bytes([0, 0, 0x0D, 1]) + np.asarray([4], ">u4").tobytes()  # 0x0D: float32
+    with gzip.open(f"{directory}/t10k-labels-idx1-ubyte.gz", "wb") as f:
+        f.write(header + np.zeros(4, ">f4").tobytes())
+    with pytest.raises(data.DataError, match="labels must be integers, got float32"):
+        data.load_split("fashion_mnist", "test", training=False, batch_size=2, data_dir=directory)
+    header = bytes([0, 0, 0x0C, 3]) + np.asarray([4, 8, 8], ">u4").tobytes()  # 0x0C: int32
+    with gzip.open(f"{directory}/train-images-idx3-ubyte.gz", "wb") as f:
+        f.write(header + np.zeros((4, 8, 8), ">i4").tobytes())
+    with pytest.raises(data.DataError, match=r"images must be unsigned bytes \(IDX type 0x08\)"):
+        data.load_split("fashion_mnist", "train", training=True, batch_size=2, data_dir=directory)

@@ -62,10 +62,26 @@ def test_study_trains_evaluates_converts_el6_and_reports(tmp_path):
     assert (out / "gamma_el_resnet26.png").stat().st_size > 0
 
 
-def test_bad_recipe_change_is_refused_before_anything_runs(tmp_path):
-    result = _run(RUN_STUDY, "--runs_dir", str(tmp_path / "runs"), "--set", "epochz=1")
-    assert result.returncode != 0
-    assert "epochz=1" in result.stderr and "steps_per_epoch" in result.stderr
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--set", "epochz=1"], "--set 'epochz=1': expected KEY=VALUE with KEY in ['batch_size',"),
+        (["--set", "epochs=two"], "--set epochs='two': epochs must be a positive integer."),
+        (["--set", "lr_decay_epochs=50,80"], "--set lr_decay_epochs='50,80': lr_decay_epochs "
+                                             "must be fractions in (0, 1), comma-separated."),
+        (["--only", "el_resnet26,el_resnet27"], "unknown configuration 'el_resnet27' in --only; "
+                                                "valid: binary_mobilenet, "),
+        (["--seeds", "0,-1"], "--seeds '-1': a seed is an integer in [0, 2**32)."),
+        (["--seeds", "0,zero"], "--seeds 'zero': a seed is an integer in [0, 2**32)."),
+        (["--seeds", "1,01"], "--seeds and --only must not repeat a value."),
+        (["--data_dir", "/nowhere/fashion"], "--data_dir /nowhere/fashion is not a directory."),
+    ],
+)  # fmt: skip
+def test_bad_arguments_are_refused_before_anything_runs(tmp_path, args, expected):
+    result = _run(RUN_STUDY, "--runs_dir", str(tmp_path / "runs"), *args)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("run_study.py: error: ") and expected in line
     assert not (tmp_path / "runs").exists()
 
 
