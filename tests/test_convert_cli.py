@@ -4,6 +4,7 @@ import concurrent.futures
 import fcntl
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from larq_compute_engine.mlir.python import tflite_schema
 from test_lce import trained_like
 
 from el_larq.layers import BinaryConv2D, el_conv
+from el_larq.zoo import get_model
 
 SCRIPT = Path(__file__).resolve().parents[1] / "convert" / "to_lce.py"
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -65,8 +67,25 @@ def _inputs(root: Path) -> dict[str, Path]:
 
 
 def _cases(models: dict[str, Path], out: Path) -> dict[str, list]:
-    for name in ("grouped", "fashion", "strict", "float", "int8", "mismatch", "bad", "unwritable"):
+    names = ["grouped", "fashion", "strict", "float", "int8", "int8-default", "mismatch", "bad"]
+    names.append("unwritable")
+    for name in [*names, "lambda", "same", "zoo"]:
         (out / name).mkdir(exist_ok=True)
+    # A Lambda inside TimeDistributed whose stored code would leave a marker file.
+    marker = out / "lambda" / "code-ran"
+
+    def side_effect(x, marker=str(marker)):
+        open(marker, "w").close()
+        return x
+
+    inputs = tf.keras.Input((2, 8, 8, 3))
+    x = tf.keras.layers.TimeDistributed(tf.keras.layers.Lambda(side_effect, name="evil"))(inputs)
+    tf.keras.Model(inputs, x).save(out / "lambda" / "td.h5")
+    marker.unlink()
+    same = out / "same" / "m.h5"
+    same.write_bytes(models["el"].read_bytes())
+    zoo = get_model("el_resnet18", input_shape=(16, 16, 3), num_classes=10, width=0.25)
+    zoo.save(out / "zoo" / "fresh.h5")  # untrained: BatchNorms at their initial statistics
     (out / "unwritable" / "a_file").write_text("")
     bad = out / "bad" / "model.h5"
     bad.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 64)  # an HDF5 signature and no body
@@ -78,13 +97,30 @@ def _cases(models: dict[str, Path], out: Path) -> dict[str, list]:
         "strict": [models["grouped"], "-o", out / "strict" / "g.tflite", "--strict"],
         "float": [models["float"], "-o", out / "float" / "f.tflite", "--no-verify"],
         "int8": [models["float"], "-o", out / "int8" / "f.tflite", "--int8_weights"]
-        + ["--json", out / "int8" / "r.json"],
+        + [
+            "--int8_min_elements=0",
+            "--noint8_keep_input_layers",
+            "--json",
+            out / "int8" / "r.json",
+        ],
+        "int8-default": [models["float"], "-o", out / "int8-default" / "f.tflite"]
+        + ["--int8_weights", "--no-verify"],
         # A zero tolerance: float32 summation order alone makes Keras and LCE differ.
         "mismatch": [models["el"], "-o", out / "mismatch" / "el.tflite"]
         + ["--rtol=0", "--min_top1=1"],
         "missing": [out / "bad" / "missing.h5"],
         "corrupt-h5": [bad],
         "unwritable": [models["el"], "-o", out / "unwritable" / "a_file" / "out.tflite"],
+        "lambda": [out / "lambda" / "td.h5", "-o", out / "lambda" / "td.tflite"],
+        "same-output": [same, "-o", out / "same" / "." / "m.h5"],
+        "json-is-output": [
+            same,
+            "-o",
+            out / "same" / "x.tflite",
+            "--json",
+            out / "same" / "x.tflite",
+        ],
+        "zoo": [out / "zoo" / "fresh.h5", "--json", out / "zoo" / "r.json"],
     }
 
 
@@ -157,6 +193,9 @@ def test_saved_model_verified_on_real_dataset_images(cli):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "verification on 16 inputs" in result.stdout
     assert "(dataset fashion_mnist)" in result.stdout
+    assert re.search(
+        r"labelled top-1 Keras [\d.]+% vs LCE [\d.]+% \(limit 1\.00% lower\)", result.stdout
+    )
     assert "binarized standard convs accelerated (LceBconv2d): 3/3" in result.stdout
     assert "warning" not in result.stderr
     assert files(out / "fashion") == ["f.tflite"]
@@ -192,6 +231,7 @@ def test_int8_weights_are_written_listed_and_verified(cli):
     assert len(data["int8_weights"]) == 5
     assert all(w["int8_bytes"] * 4 == w["float32_bytes"] for w in data["int8_weights"])
     assert data["size"]["flatbuffer_bytes"] == tflite.stat().st_size
+    assert all(w["int8"] for w in data["int8_weights"])
     model = tflite_schema.Model.GetRootAsModel(tflite.read_bytes(), 0)
     graph = model.Subgraphs(0)
     int8 = {
@@ -201,6 +241,16 @@ def test_int8_weights_are_written_listed_and_verified(cli):
     }
     assert int8 == {w["tensor"] for w in data["int8_weights"]}
     assert files(out / "int8") == ["f.tflite", "r.json"]
+
+
+def test_int8_weights_by_default_keep_the_stem_and_small_tensors_float(cli):
+    results, out = cli
+    result = results["int8-default"]
+    assert result.returncode == 0, result.stderr[-2000:]
+    # Every weight tensor of this 16 px model is small, and the first conv is the stem.
+    assert "int8 weights: no float32 conv or dense weights quantized" in result.stdout
+    assert "kept float32: 5 tensors" in result.stdout
+    assert "reads the model input" in result.stdout and "< 16384 weights" in result.stdout
 
 
 # ---------------------------------------------------------------- bad input
@@ -229,3 +279,45 @@ def test_bad_input_is_one_clear_line_non_zero_exit_and_leaves_nothing(cli, case,
     assert "Traceback" not in result.stderr
     assert files(out / "bad") == ["model.h5"]
     assert files(out / "unwritable") == ["a_file"]
+
+
+# ---------------------------------------------------------------- hostile input
+def test_lambda_inside_a_wrapper_never_runs_and_the_cli_exits_with_one_line(cli):
+    results, out = cli
+    result = results["lambda"]
+    assert result.returncode == 1
+    assert last_line(result.stderr) == (
+        f"to_lce: error: {out / 'lambda' / 'td.h5'} contains Lambda layer(s) evil in "
+        "time_distributed, which run code stored in the file; refusing to load it. Pass "
+        "--allow_unsafe only if you trust the file"
+    )
+    assert files(out / "lambda") == ["td.h5"]  # no marker: its code never ran; no output
+
+
+@pytest.mark.parametrize(
+    "case, reason",
+    [
+        ("same-output", "would overwrite the input"),
+        ("json-is-output", "--json {out}/same/x.tflite is the same file as -o"),
+    ],
+)
+def test_outputs_never_replace_the_input_or_each_other(cli, case, reason):
+    results, out = cli
+    result = results[case]
+    assert result.returncode == 1
+    assert last_line(result.stderr).startswith("to_lce: error: ")
+    assert reason.format(out=out) in last_line(result.stderr)
+    assert "Traceback" not in result.stderr
+    assert files(out / "same") == ["m.h5"]
+    assert (out / "same" / "m.h5").read_bytes()[:8] == b"\x89HDF\r\n\x1a\n"
+
+
+def test_fresh_untrained_zoo_model_converts_with_a_warning(cli):
+    results, out = cli
+    result = results["zoo"]
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "BatchNorm layer(s) still have their initial statistics" in result.stderr
+    assert "PASS (on a copy with calibrated BatchNorm statistics)" in result.stdout
+    report = json.loads((out / "zoo" / "r.json").read_text())
+    assert report["verification"]["calibrated_copy"] and report["verification"]["passed"]
+    assert files(out / "zoo") == ["fresh.h5", "fresh.tflite", "r.json"]
