@@ -39,3 +39,23 @@ def test_tiny_run_prints_rounds_and_a_paired_verdict_that_matches_them():
     assert ci_low <= low <= median <= high <= ci_high
     assert (verdict.group(6) == "met") == (ci_high <= 10)
     assert "paired CPU-time cost over 4 rounds" in result.stdout
+
+
+def test_one_switch_of_the_same_builder_is_compared_against_the_other_setting():
+    args = ["--width", "0.125", "--image_size", "16", "--batch_size", "4", "--steps", "1"]
+    args += ["--rounds", "2", "--warmup", "0", "--baseline", "el_resnet26"]
+    args += ["--baseline_switches", "k_reduce=false"]
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert re.search(
+        r"^round 1: el_resnet26 [\d.]+ img/s .*, el_resnet26 k_reduce=false ",
+        result.stdout,
+        re.MULTILINE,
+    )
+    # Without K the model has the same parameters (K has none) but fewer layers' work.
+    counts = re.findall(r"^(el_resnet26.*): (\d+) parameters", result.stdout, re.MULTILINE)
+    assert [name for name, _ in counts] == ["el_resnet26", "el_resnet26 k_reduce=false"]
+    assert counts[0][1] == counts[1][1]
+    assert "ratio of medians el_resnet26 / el_resnet26 k_reduce=false" in result.stdout

@@ -17,6 +17,7 @@ interquartile range, and a distribution-free 95 % confidence interval of the med
 throughput; it counts as met when the whole confidence interval is within it.
 """
 
+import json
 import math
 import os
 import statistics
@@ -32,6 +33,14 @@ from el_larq import training, zoo  # noqa: E402
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", "el_resnet26", "The model with Elastic-Link.")
 flags.DEFINE_string("baseline", "bireal_resnet26", "The same net without Elastic-Link.")
+flags.DEFINE_list(
+    "model_switches", [], "Builder switches of --model, e.g. k_reduce=false (JSON values)."
+)
+flags.DEFINE_list(
+    "baseline_switches",
+    [],
+    "Builder switches of --baseline, e.g. k_reduce=false: compares one switch's cost.",
+)
 flags.DEFINE_float("width", 0.25, "Width multiplier of both models.")
 flags.DEFINE_integer("image_size", 28, "Input side.", lower_bound=1)
 flags.DEFINE_integer("channels", 1, "Input channels.", lower_bound=1)
@@ -49,12 +58,27 @@ flags.DEFINE_bool("jit_compile", False, "Compile the training steps with XLA.")
 flags.DEFINE_float("goal", 0.10, "Largest acceptable throughput cost of Elastic-Link.")
 
 
-def _model(name: str):
+def _switches(items: list[str]) -> dict:
+    switches = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise app.UsageError(f"expected KEY=VALUE, got {item!r}")
+        try:
+            switches[key] = json.loads(value)
+        except ValueError:
+            switches[key] = value
+    return switches
+
+
+def _model(name: str, switches: dict):
     import tensorflow as tf
 
     tf.keras.utils.set_random_seed(0)
     shape = (FLAGS.image_size, FLAGS.image_size, FLAGS.channels)
-    model = zoo.get_model(name, input_shape=shape, num_classes=FLAGS.num_classes, width=FLAGS.width)
+    model = zoo.get_model(
+        name, input_shape=shape, num_classes=FLAGS.num_classes, width=FLAGS.width, **switches
+    )
     training.compile_model(model, 1e-3, jit_compile=FLAGS.jit_compile)
     return model
 
@@ -88,10 +112,17 @@ def main(argv):
     # One cached batch: the input pipeline costs nothing and both models see the same data.
     dataset = tf.data.Dataset.from_tensors((images, labels)).repeat().prefetch(2)
 
-    names = [FLAGS.model, FLAGS.baseline]
+    builds = {}
+    for name, items in (
+        (FLAGS.model, FLAGS.model_switches),
+        (FLAGS.baseline, FLAGS.baseline_switches),
+    ):
+        label = " ".join([name, *items])
+        builds[label if label not in builds else f"{label} (baseline)"] = (name, _switches(items))
+    names = list(builds)
     trainers = {}
     for name in names:
-        model = _model(name)
+        model = _model(*builds[name])
         trainers[name] = _Trainer(model, dataset)
         trainers[name].run(1 + FLAGS.warmup)  # trace + warm up
         print(f"{name}: {model.count_params()} parameters, {len(model.layers)} layers")
@@ -125,7 +156,7 @@ def main(argv):
             f"{name:>28}: {medians[name]:8.1f} images/s (median), "
             f"{cpu_medians[name]:8.1f} images per CPU-second"
         )
-    base, name = FLAGS.baseline, FLAGS.model
+    name, base = names
     ratio = medians[name] / medians[base]
     cpu_ratio = cpu_medians[name] / cpu_medians[base]
     print(
