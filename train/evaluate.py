@@ -40,7 +40,8 @@ def _check_paths(models: list[str], json_path: str | None) -> None:
             raise training.ConfigError(f"model file {path} does not exist.")
     if json_path:
         lce.check_writable(json_path)
-        if any(os.path.exists(path) and os.path.samefile(json_path, path) for path in models):
+        # A --json that does not exist yet cannot be (a link to) an existing model.
+        if os.path.exists(json_path) and any(os.path.samefile(json_path, p) for p in models):
             raise training.ConfigError(f"--json {json_path} is one of the --model files.")
 
 
