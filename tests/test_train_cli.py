@@ -77,7 +77,9 @@ def test_idx_run_resumes_after_kill_converts_and_evaluates(idx_dir, tmp_path):
     second = run(command)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resuming from the backup" in second.stdout
-    assert "Epoch 2/3" in second.stdout and "Epoch 1/3" not in second.stdout
+    # Epoch 1's row precedes its epoch-end backup, so a kill just after the row may repeat
+    # the end of epoch 1 from its mid-epoch backup (exact kill points: the tests below).
+    assert "Epoch 3/3" in second.stdout
     assert [row["epoch"] for row in json.loads(metrics.read_text())] == [1, 2, 3]
     check_outputs(out)
     config = json.loads((out / "config.json").read_text())
