@@ -169,13 +169,14 @@ def validate_recipe(recipe: Any, where: str = "recipe") -> None:
     _check_mapping(training, _TRAINING, where, "training.")
     for key in _POSITIVE & set(training):
         if not training[key] > 0:
-            raise ValueError(f"Recipe file {where}: training.{key} must be positive, got "
-                             f"{training[key]}.")  # fmt: skip
+            raise ValueError(
+                f"Recipe file {where}: training.{key} must be positive, got {training[key]}."
+            )
     if training.get("weight_decay", 0) < 0:
         raise ValueError(f"Recipe file {where}: training.weight_decay must be >= 0.")
     fractions = training.get("lr_decay_epochs_fraction", [])
-    if not all(isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f < 1
-               for f in fractions):  # fmt: skip
+    numbers = all(isinstance(f, (int, float)) and not isinstance(f, bool) for f in fractions)
+    if not (numbers and all(0 < f < 1 for f in fractions)):
         raise ValueError(
             f"Recipe file {where}: training.lr_decay_epochs_fraction must be a list of "
             f"numbers in (0, 1), got {json.dumps(fractions)[:60]}."
