@@ -55,6 +55,7 @@ RUN_FILES = (
 RUN_DIRS = (BACKUP, "logs/train", "logs/validation")
 # Parents that a run creates; removed when the removal leaves them empty.
 _RUN_PARENTS = ("checkpoints", "logs")
+_RUN_BASENAMES = {os.path.basename(name) for name in (*RUN_FILES, *RUN_DIRS, FINAL_MODEL)}
 # Recorded keys that may change between the parts of one run: where and how it runs,
 # not what it computes.
 IGNORED_KEYS = frozenset(
@@ -79,15 +80,21 @@ class RunDirError(ValueError):
 
 
 def _is_temporary(name: str) -> bool:
-    # Temporaries of atomic writes (`.metrics.json.XXXX.tmp`, `.model.h5.PID.tmp.h5`) and
-    # a backup being removed: a killed run leaves them; they are never a run's result.
-    return name.startswith(".") and (".tmp" in name or name.startswith(".backup."))
+    # Temporaries of the run's atomic writes (`.metrics.json.XXXX.tmp`,
+    # `.model.h5.PID.tmp.h5`) and its directories being removed (`.backup.removing`): a
+    # killed run leaves them behind. Only the run's own names match, no other hidden file.
+    for base in _RUN_BASENAMES:
+        if name == f".{base}.removing" or (
+            name.startswith(f".{base}.") and name.endswith((".tmp", ".tmp.h5"))
+        ):
+            return True
+    return False
 
 
 def _run_paths(out: str) -> list[str]:
     """The run's files and directories that exist in `out`, model.h5 last."""
     found = [name for name in (*RUN_FILES, *RUN_DIRS) if os.path.lexists(os.path.join(out, name))]
-    for parent in ("", "checkpoints"):
+    for parent in ("", *_RUN_PARENTS):
         directory = os.path.join(out, parent)
         if os.path.isdir(directory):
             names = sorted(os.listdir(directory))

@@ -317,6 +317,7 @@ def test_overwrite_checks_first_and_removes_only_the_runs_files(interrupted_run,
     shutil.copytree(original, out)
     mine = {"notes.txt": b"mine", "model.tflite": b"flatbuffer", "checkpoints/mine.h5": b"w"}
     mine["logs/custom.txt"] = b"not TensorBoard's"
+    mine[".notes.txt.tmp"] = b"hidden, but not a temporary of the run"
     for name, content in mine.items():
         (out / name).parent.mkdir(parents=True, exist_ok=True)
         (out / name).write_bytes(content)
