@@ -153,6 +153,7 @@ def _bad(tmp_path, idx_dir, *args, env=None):
         (["--lr_decay_epochs", "half"], "--lr_decay_epochs must be numbers, got 'half'."),
         (["--backup_steps", "-2"], "--backup_steps must be 0"),
         (["--steps_per_epoch", "0"], "--steps_per_epoch must be at least 1, got 0."),
+        (["--epochs", "two"], "flag --epochs=two: invalid literal for int()"),  # absl's parser
     ],
 )
 def test_bad_input_exits_with_one_clear_line(tmp_path, idx_dir, args, expected):

@@ -17,7 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # quiet TensorFlow unless as
 from absl import app, flags, logging  # noqa: E402
 
 import el_larq  # noqa: E402,F401  (selects Keras 2 before TensorFlow loads)
-from el_larq import lce, training  # noqa: E402
+from el_larq import cli, lce, training  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("model", None, "A .h5 / .keras / SavedModel or .tflite; repeatable.")
@@ -84,4 +84,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=cli.flags_parser("evaluate.py"))

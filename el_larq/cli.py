@@ -1,0 +1,38 @@
+"""What the command-line tools share: user mistakes as one line, `tool: error: ...`."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+from absl import flags
+
+__all__ = ["flags_parser"]
+
+
+def flags_parser(tool: str) -> Callable[[list[str]], list[str]]:
+    """An absl `flags_parser` that reports a bad flag as one line and exits with status 1.
+
+    absl's own parser prints `FATAL Flags parsing error: ...` and a hint on a second line;
+    the tools report every user mistake the same way instead.
+
+    # Arguments
+        tool: The name in the message, e.g. `"train.py"`.
+
+    # Returns
+        A function for `absl.app.run(main, flags_parser=...)`.
+
+    # Example
+        ```python
+        app.run(main, flags_parser=flags_parser("train.py"))
+        # train.py --epochs two  ->  train.py: error: flag --epochs=two: invalid literal ...
+        ```
+    """
+
+    def parse(argv: list[str]) -> list[str]:
+        try:
+            return flags.FLAGS(argv)
+        except flags.Error as error:
+            sys.exit(f"{tool}: error: {error}")
+
+    return parse
