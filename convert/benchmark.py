@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from absl import app, flags  # noqa: E402
 
-from el_larq import lce, profile  # noqa: E402  (el_larq before TensorFlow: selects Keras 2)
+from el_larq import lce  # noqa: E402  (el_larq before TensorFlow: selects Keras 2)
+from el_larq.deploy import profile  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("device", "host", ["host", *lce.DEVICE_MODES], "Where to run.")

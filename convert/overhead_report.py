@@ -30,7 +30,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from el_larq import profile, reference  # noqa: E402
+from el_larq import reference  # noqa: E402
+from el_larq.deploy import profile  # noqa: E402
 from el_larq.layers import BinaryConv2D  # noqa: E402
 from el_larq.summary import model_summary  # noqa: E402
 from el_larq.zoo import get_model  # noqa: E402

@@ -41,7 +41,7 @@ def model_summary(model: tf.keras.Model) -> dict[str, Any]:
     counts the element-wise work the paper charges to Elastic-Link (the add and the
     1/gamma multiply per output value), `squeeze_ops` Squeeze's chunk sums; `flops`
     follows Bi-Real Net's convention (binary MACs / 64 + float MACs + `el_ops`), as
-    the paper's "+2.6 %" does. Layer kinds are `el_larq.lce.layer_kind`'s: how LCE
+    the paper's "+2.6 %" does. Layer kinds are `el_larq.deploy.kinds.layer_kind`'s: how LCE
     will treat each layer.
 
     # Arguments
@@ -59,7 +59,7 @@ def model_summary(model: tf.keras.Model) -> dict[str, Any]:
         print(model_summary(el_resnet26())["gammas"])
         ```
     """
-    from el_larq.lce import layer_kind, walk_layers
+    from el_larq.deploy.kinds import layer_kind, walk_layers
 
     layers = list(walk_layers(model))
     kinds = [layer_kind(layer) for layer in layers]
@@ -113,7 +113,7 @@ def gamma_report(model: tf.keras.Model) -> list[dict[str, Any]]:
         ```
     """
     report = []
-    from el_larq.lce import walk_layers
+    from el_larq.deploy.kinds import walk_layers
 
     for layer in walk_layers(model):
         if isinstance(layer, ElasticLink) and layer.gamma is not None:

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import tensorflow as tf
 from larq_compute_engine.mlir.python import tflite_schema
-from test_lce import trained_like
 
+from el_larq.deploy.profile import as_if_trained
 from el_larq.layers import BinaryConv2D, el_conv
 from el_larq.zoo import get_model
 
@@ -36,6 +36,9 @@ def last_line(text: str) -> str:
 
 
 def _model(input_shape=(16, 16, 3), *, grouped=False, binary=True) -> tf.keras.Model:
+    # Fixed initial weights: int8 weights of an untrained float model move its top-1 on
+    # random inputs by chance, about one initialisation in eight below the 85 % gate.
+    tf.keras.utils.set_random_seed(1)
     inputs = tf.keras.Input(input_shape)
     x = tf.keras.layers.Conv2D(32, 3, padding="same", use_bias=False, name="stem")(inputs)
     x = el_conv(x, 16, 1, binary=binary, name="reduce")
@@ -45,7 +48,7 @@ def _model(input_shape=(16, 16, 3), *, grouped=False, binary=True) -> tf.keras.M
     x = el_conv(x, 64, 1, binary=binary, name="expand")
     x = tf.keras.layers.GlobalAveragePooling2D()(x)
     outputs = tf.keras.layers.Dense(10, name="classifier")(x)
-    return trained_like(tf.keras.Model(inputs, outputs))
+    return as_if_trained(tf.keras.Model(inputs, outputs))
 
 
 def files(directory: Path) -> list[str]:

@@ -10,34 +10,13 @@ import tensorflow as tf
 from larq_compute_engine.mlir.python import tflite_schema
 
 from el_larq import lce
+from el_larq.deploy.profile import as_if_trained
 from el_larq.layers import BinaryConv2D, el_conv
 from el_larq.summary import model_summary
 from el_larq.zoo import get_model
 
 RNG = np.random.default_rng(0)
 BUILTIN = tflite_schema.BuiltinOperator
-
-
-def trained_like(model: tf.keras.Model, seed: int = 0) -> tf.keras.Model:
-    """Give every BatchNorm non-trivial statistics, as training would.
-
-    At their initial statistics the integer bconv outputs of a BNN cancel to within
-    rounding of zero, where Keras and LCE may binarize differently (see
-    `lce.untrained_batchnorms`); a trained model has no such ties.
-    """
-    rng = np.random.default_rng(seed)
-    for layer in lce.walk_layers(model):
-        if isinstance(layer, tf.keras.layers.BatchNormalization):
-            shape = layer.moving_mean.shape
-            layer.set_weights(
-                [
-                    rng.uniform(0.5, 1.5, shape),
-                    rng.normal(0, 0.5, shape),
-                    rng.normal(0, 1, shape),
-                    rng.uniform(0.5, 2, shape),
-                ]
-            )
-    return model
 
 
 def mixed_model() -> tf.keras.Model:
@@ -52,7 +31,7 @@ def mixed_model() -> tf.keras.Model:
     x = el_conv(x, None, 3, depthwise=True, activation="relu", name="dw")
     x = tf.keras.layers.GlobalAveragePooling2D()(x)
     outputs = tf.keras.layers.Dense(10, name="classifier")(x)
-    return trained_like(tf.keras.Model(inputs, outputs))
+    return as_if_trained(tf.keras.Model(inputs, outputs))
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +79,7 @@ def test_census_of_a_float_model_finds_nothing_binary():
 
 @pytest.mark.parametrize("name", ["el_resnet26", "el_mobilenet"])
 def test_zoo_model_converts_with_census_and_verification_passing(name):
-    model = trained_like(get_model(name, input_shape=(16, 16, 3), num_classes=10, width=0.25))
+    model = as_if_trained(get_model(name, input_shape=(16, 16, 3), num_classes=10, width=0.25))
     flatbuffer, messages = lce.convert(model)
     report = lce.census(model, flatbuffer, messages)
     binary = [layer for layer in lce.walk_layers(model) if lce.layer_kind(layer) == "binary"]
@@ -132,7 +111,7 @@ def test_untrained_batchnorms_are_detected():
     inputs = tf.keras.Input((8, 8, 32))
     model = tf.keras.Model(inputs, el_conv(inputs, 32, 3, name="a"))
     assert lce.untrained_batchnorms(model) == ["a_bn"]
-    assert lce.untrained_batchnorms(trained_like(model)) == []
+    assert lce.untrained_batchnorms(as_if_trained(model)) == []
 
 
 def test_size_report_compares_with_float32_weights(mixed):
@@ -280,7 +259,7 @@ def test_verification_with_labels_gates_the_labelled_top1():
 
 def test_int8_weights_of_a_model_without_float_layers_change_nothing():
     inputs = tf.keras.Input((8, 8, 32))
-    model = trained_like(tf.keras.Model(inputs, el_conv(inputs, 32, 3, name="a")))
+    model = as_if_trained(tf.keras.Model(inputs, el_conv(inputs, 32, 3, name="a")))
     flatbuffer, _ = lce.convert(model)
     assert lce.quantize_weights(flatbuffer) == (flatbuffer, [])
     assert "no float32 conv or dense weights" in lce.format_quantized([])

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from el_larq import lce, profile
+from el_larq import lce
+from el_larq.deploy import profile
 from el_larq.layers import el_conv
 
 SCRIPT = Path(__file__).resolve().parents[1] / "convert" / "benchmark.py"

@@ -1,0 +1,151 @@
+"""Reading and writing TFLite flatbuffers: op names, op counts, weight bytes, sizes.
+
+Needs no TFLite runtime: LCE ships the flatbuffer schema bindings.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import TYPE_CHECKING, Any
+
+import flatbuffers
+from larq_compute_engine.mlir.python import tflite_schema
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+__all__ = [
+    "AlignedBuilder",
+    "BUILTIN_NAMES",
+    "flatbuffer_ops",
+    "op_counts",
+    "op_name",
+    "size_report",
+    "weight_bytes",
+]
+
+# TFLite builtin operator code -> name (`CONV_2D`, `ADD`, ...).
+BUILTIN_NAMES = {
+    code: name
+    for name, code in vars(tflite_schema.BuiltinOperator).items()
+    if not name.startswith("_")
+}
+
+
+def op_name(model: Any, op: Any) -> str:
+    """The name of operator `op` of a flatbuffer `model` (`tflite_schema.Model` API).
+
+    # Arguments
+        model: `tflite_schema.Model.GetRootAsModel(flatbuffer, 0)`.
+        op: One of its operators.
+
+    # Returns
+        The builtin name (`CONV_2D`) or the custom code (`LceBconv2d`).
+
+    # Example
+        ```python
+        model = tflite_schema.Model.GetRootAsModel(flatbuffer, 0)
+        print(op_name(model, model.Subgraphs(0).Operators(0)))
+        ```
+    """
+    code = model.OperatorCodes(op.OpcodeIndex())
+    custom = code.CustomCode()
+    if custom:
+        return custom.decode()
+    # Codes above 127 live only in BuiltinCode; older files only in the deprecated field.
+    builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+    return BUILTIN_NAMES.get(builtin, f"BUILTIN_{builtin}")
+
+
+def flatbuffer_ops(flatbuffer: bytes) -> list[str]:
+    """The op names of a TFLite flatbuffer's main subgraph, in execution order.
+
+    Builtin ops by their TFLite name (`CONV_2D`, `ADD`, ...), custom ops by their
+    custom code (`LceBconv2d`, `LceQuantize`, ...).
+
+    # Arguments
+        flatbuffer: The bytes of a `.tflite` model.
+
+    # Returns
+        A list of op names.
+
+    # Example
+        ```python
+        ops = flatbuffer_ops(lce.convert_keras_model(model))
+        assert "LceBconv2d" in ops
+        ```
+    """
+    model = tflite_schema.Model.GetRootAsModel(flatbuffer, 0)
+    subgraph = model.Subgraphs(0)
+    return [op_name(model, subgraph.Operators(j)) for j in range(subgraph.OperatorsLength())]
+
+
+def op_counts(flatbuffer: bytes) -> collections.Counter:
+    """`collections.Counter` of `flatbuffer_ops(flatbuffer)`."""
+    return collections.Counter(flatbuffer_ops(flatbuffer))
+
+
+def weight_bytes(flatbuffer: bytes) -> collections.Counter:
+    """Bytes of constant tensors (weights, biases, ...) by the op type that reads them.
+
+    Shows where a flatbuffer's size goes: bit-packed binary kernels in `LceBconv2d`
+    against float32 kernels in `CONV_2D` / `FULLY_CONNECTED`. A constant read by
+    several ops counts once, for the first.
+
+    # Example
+        ```python
+        print(weight_bytes(flatbuffer).most_common(3))
+        ```
+    """
+    model = tflite_schema.Model.GetRootAsModel(flatbuffer, 0)
+    graph = model.Subgraphs(0)
+    counts: collections.Counter = collections.Counter()
+    seen = set()
+    for j in range(graph.OperatorsLength()):
+        op = graph.Operators(j)
+        for k in range(op.InputsLength()):
+            tensor = op.Inputs(k)
+            if tensor < 0 or tensor in seen:
+                continue
+            size = model.Buffers(graph.Tensors(tensor).Buffer()).DataLength()
+            if size:
+                seen.add(tensor)
+                counts[op_name(model, op)] += size
+    return counts
+
+
+class AlignedBuilder(flatbuffers.Builder):
+    """A `flatbuffers.Builder` that aligns byte vectors (tensor buffers) to 16 bytes.
+
+    TFLite's own writer lays buffers out that way and kernels may rely on it; use it to
+    write a changed `tflite_schema.ModelT` back to bytes.
+
+    # Example
+        ```python
+        builder = AlignedBuilder(len(flatbuffer))
+        builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+        new = bytes(builder.Output())
+        ```
+    """
+
+    def StartVector(self, elemSize: int, numElems: int, alignment: int) -> int:  # noqa: N802,N803
+        return super().StartVector(elemSize, numElems, 16 if elemSize == 1 else alignment)
+
+
+def size_report(model: tf.keras.Model, flatbuffer: bytes) -> dict[str, float]:
+    """Flatbuffer bytes against the float32 size of the same model (4 bytes a weight).
+
+    # Returns
+        `{"flatbuffer_bytes", "float32_bytes", "ratio"}` (ratio = float32 / flatbuffer).
+
+    # Example
+        ```python
+        print(size_report(model, flatbuffer)["ratio"])
+        ```
+    """
+    float_bytes = 4 * model.count_params()
+    return {
+        "flatbuffer_bytes": len(flatbuffer),
+        "float32_bytes": float_bytes,
+        "ratio": float_bytes / len(flatbuffer),
+    }

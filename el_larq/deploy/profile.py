@@ -1,0 +1,483 @@
+"""Per-op latency profile of a `.tflite` model: on this host, or from a device's output.
+
+LCE's Python interpreter has no op profiler, so `profile_host` measures every operator
+of a flatbuffer on its own, with the real tensor shapes, the real constant weights,
+the real input values (captured from one run of the whole model) and the same
+interpreter settings as the whole-graph benchmark:
+
+* one graph holds `repeats` copies of the op side by side (same inputs, each its own
+  output), another holds the op once with its output listed `repeats` times; both copy
+  the same bytes in and out, and the op's time is `(t_copies - t_once) / (repeats - 1)`.
+  The difference cancels what is not the op: the Python call, `Invoke`'s fixed cost,
+  and copying inputs in and outputs out, which for a one-op graph would be as large as
+  many element-wise ops;
+* the graphs of all ops are timed in interleaved rounds, and the whole model with them,
+  so that a busy moment of the machine hits all of them alike.
+
+What it cannot see: effects between neighbouring ops in the real graph (an op's input
+still in cache because its producer just wrote it, XNNPACK partitions merging several
+ops). `Profile.sum_ms` against `Profile.graph_ms` says how much that matters for a
+model; on the models of `el_larq.zoo` the two agree within a few per cent.
+
+On an ARM device, `lce_benchmark_model --enable_op_profiling=true` prints TFLite's own
+per-op table; `parse_op_profile` reads it into the same `Profile`.
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import dataclasses
+import platform
+import re
+import statistics
+import time
+from typing import Any
+
+import numpy as np
+from larq_compute_engine.mlir.python import tflite_schema
+
+from el_larq.deploy.flatbuffer import BUILTIN_NAMES, AlignedBuilder
+from el_larq.deploy.host import DEFAULT_KERNEL, DEFAULT_XNNPACK, make_interpreter
+from el_larq.deploy.kinds import walk_layers
+from el_larq.safety import DeploymentError
+
+__all__ = [
+    "OpTime",
+    "Profile",
+    "as_if_trained",
+    "format_profile",
+    "parse_op_profile",
+    "profile_host",
+]
+
+
+@dataclasses.dataclass
+class OpTime:
+    """One operator of a profile."""
+
+    index: int  # position in the graph's execution order
+    op: str  # builtin or LCE custom op name
+    name: str  # its first output tensor's name (carries the Keras layer name)
+    input_shapes: list[list[int]]  # inputs computed at run time (constants left out)
+    output_shapes: list[list[int]]
+    ms: float  # host: median per-op time; device: TFLite profiler's average
+
+
+@dataclasses.dataclass
+class Profile:
+    """Per-op times of one model, with the whole-graph time measured beside them."""
+
+    model: str
+    where: str
+    num_threads: int
+    kernel: str
+    xnnpack: bool
+    runs: int
+    graph_ms: float  # median (host) or average (device) of the whole model
+    ops: list[OpTime]
+
+    @property
+    def sum_ms(self) -> float:
+        """Sum of the per-op times; compare with `graph_ms`."""
+        return sum(op.ms for op in self.ops)
+
+    def by_type(self) -> list[dict[str, Any]]:
+        """`[{"op", "count", "ms", "share"}]`, slowest op type first (share of `sum_ms`)."""
+        totals: dict[str, list[float]] = collections.defaultdict(list)
+        for op in self.ops:
+            totals[op.op].append(op.ms)
+        total = self.sum_ms or 1.0
+        rows = [
+            {"op": op, "count": len(times), "ms": sum(times), "share": sum(times) / total}
+            for op, times in totals.items()
+        ]
+        return sorted(rows, key=lambda row: -row["ms"])
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything, plus the by-type table and the sums, as plain JSON values."""
+        return {
+            **dataclasses.asdict(self),
+            "sum_ms": self.sum_ms,
+            "by_type": self.by_type(),
+        }
+
+
+# ---------------------------------------------------------------- host
+def _name(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value or "")
+
+
+def _op_type(model: Any, op: Any) -> str:
+    code = model.operatorCodes[op.opcodeIndex]
+    if code.customCode:
+        return _name(code.customCode)
+    return BUILTIN_NAMES.get(max(code.builtinCode, code.deprecatedBuiltinCode), "?")
+
+
+def _is_constant(model: Any, tensor: Any) -> bool:
+    data = model.buffers[tensor.buffer].data
+    return data is not None and len(data) > 0
+
+
+def _run_inputs(model: Any, op: Any) -> list[int]:
+    """The op's inputs computed at run time (not constants), each once."""
+    graph = model.subgraphs[0]
+    return [
+        i for i in dict.fromkeys(op.inputs) if i >= 0 and not _is_constant(model, graph.tensors[i])
+    ]
+
+
+def _shapes(model: Any, indices: list[int]) -> list[list[int]]:
+    return [[int(d) for d in model.subgraphs[0].tensors[i].shape] for i in indices]
+
+
+def _pack(model: Any) -> bytes:
+    builder = AlignedBuilder(1 << 20)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def _load(flatbuffer: bytes) -> Any:
+    model = tflite_schema.ModelT.InitFromObj(tflite_schema.Model.GetRootAsModel(flatbuffer, 0))
+    if len(model.subgraphs) != 1:
+        raise DeploymentError(
+            f"the profiler handles single-subgraph models; this one has {len(model.subgraphs)}"
+        )
+    # Signatures and metadata name tensors of the whole graph; the extracts drop them.
+    model.signatureDefs, model.metadata, model.metadataBuffer = [], [], []
+    return model
+
+
+def _all_tensors_graph(model: Any) -> tuple[bytes, list[int]]:
+    """The model with every computed tensor as an output, to capture real values."""
+    graph = model.subgraphs[0]
+    produced = [t for op in graph.operators for t in op.outputs if t >= 0]
+    capture = copy.copy(model)
+    capture.subgraphs = [copy.copy(graph)]
+    capture.subgraphs[0].outputs = produced
+    return _pack(capture), produced
+
+
+def _one_op_graph(model: Any, op: Any, repeats: int, copies: bool) -> bytes:
+    """A model running `op` on fresh input tensors, with `repeats` outputs to copy out.
+
+    `copies=True`: `repeats` copies of the op side by side, each output a graph output.
+    `copies=False`: the op once, its output listed `repeats` times as a graph output.
+    Both copy the same bytes out per run, so their time difference is `repeats - 1` runs
+    of the op. (Unexported copies would be cheaper to copy out, but XNNPACK prunes nodes
+    whose outputs nobody reads.)
+    """
+    graph = model.subgraphs[0]
+    extract = tflite_schema.ModelT()
+    extract.version, extract.description = model.version, model.description
+    extract.operatorCodes = [model.operatorCodes[op.opcodeIndex]]
+    extract.buffers = [tflite_schema.BufferT()]  # buffer 0: the empty sentinel
+    sub = tflite_schema.SubGraphT()
+    sub.tensors, sub.operators, sub.inputs, sub.outputs = [], [], [], []
+    remap: dict[int, int] = {}
+
+    def add_tensor(index: int) -> int:
+        tensor = copy.copy(graph.tensors[index])
+        constant = _is_constant(model, tensor)
+        extract.buffers.append(
+            model.buffers[tensor.buffer] if constant else tflite_schema.BufferT()
+        )
+        tensor.buffer = len(extract.buffers) - 1
+        sub.tensors.append(tensor)
+        return len(sub.tensors) - 1
+
+    for index in op.inputs:
+        if index >= 0 and index not in remap:
+            remap[index] = add_tensor(index)
+            if not _is_constant(model, graph.tensors[index]):
+                sub.inputs.append(remap[index])
+    for _ in range(repeats if copies else 1):
+        clone = copy.copy(op)
+        clone.opcodeIndex = 0
+        clone.inputs = [remap[i] if i >= 0 else -1 for i in op.inputs]
+        clone.outputs = [add_tensor(i) for i in op.outputs]
+        if op.intermediates is not None and len(op.intermediates):
+            clone.intermediates = [add_tensor(i) for i in op.intermediates]
+        sub.operators.append(clone)
+        sub.outputs += clone.outputs
+    if not copies:
+        sub.outputs *= repeats
+    sub.name = graph.name
+    extract.subgraphs = [sub]
+    return _pack(extract)
+
+
+def _timed(interpreter: Any, inputs: list[np.ndarray], runs: int) -> list[float]:
+    # The wrapper's own predict: no per-call list/expand_dims work of the Python class.
+    raw = interpreter.interpreter
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        raw.predict(inputs)
+        times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def profile_host(
+    flatbuffer: bytes,
+    *,
+    name: str = "model",
+    num_runs: int = 20,
+    warmup_runs: int = 3,
+    rounds: int = 5,
+    repeats: int = 3,
+    num_threads: int = 1,
+    kernel: str = DEFAULT_KERNEL,
+    xnnpack: bool | None = None,
+    seed: int = 0,
+) -> Profile:
+    """Time every operator of a flatbuffer on this host (LCE's interpreter).
+
+    See the module docstring for the method. The model's input is uniform in [-1, 1]
+    (as in `el_larq.deploy.host.host_latency`); every op then sees the values it would see in
+    the whole model.
+
+    # Arguments
+        flatbuffer: The `.tflite` bytes (one subgraph).
+        name: Name of the model in the profile.
+        num_runs: Timed runs of every op graph (and of the whole model).
+        warmup_runs: Untimed runs of each first.
+        rounds: Interleaved rounds the runs are split into.
+        repeats: Copies of the op in the second graph (>= 2).
+        num_threads: Interpreter threads.
+        kernel: Binary conv kernel, one of `el_larq.deploy.host.KERNELS`.
+        xnnpack: Run float ops through TFLite's XNNPACK delegate (None:
+            `el_larq.deploy.host.DEFAULT_XNNPACK`).
+        seed: Seed of the input values.
+
+    # Returns
+        A `Profile`; `ms` of each op is the median over rounds of the per-round
+        difference, so a very cheap op can come out slightly negative (noise).
+
+    # Example
+        ```python
+        profile = profile_host(open("el_resnet50.tflite", "rb").read(), num_runs=10)
+        print(format_profile(profile))
+        ```
+    """
+    if num_runs < 1 or warmup_runs < 0 or rounds < 1 or repeats < 2:
+        raise DeploymentError("num_runs and rounds must be >= 1, warmup_runs >= 0, repeats >= 2")
+    xnnpack = DEFAULT_XNNPACK if xnnpack is None else xnnpack  # the profile records it
+    settings = dict(num_threads=num_threads, kernel=kernel, xnnpack=xnnpack)
+    model = _load(flatbuffer)
+    graph = model.subgraphs[0]
+    whole = make_interpreter(flatbuffer, **settings)
+    rng = np.random.default_rng(seed)
+    x = [rng.uniform(-1, 1, size=shape).astype(np.float32) for shape in whole.input_shapes]
+    values = {index: value for index, value in zip(graph.inputs, x, strict=True)}
+    capture_bytes, produced = _all_tensors_graph(model)
+    captured = make_interpreter(capture_bytes, **settings).interpreter.predict(x)
+    values.update(zip(produced, captured, strict=True))
+
+    ops, pairs = [], []
+    for position, op in enumerate(graph.operators):
+        inputs = [values[i] for i in _run_inputs(model, op)]
+        pair = [
+            make_interpreter(_one_op_graph(model, op, repeats, copies), **settings)
+            for copies in (False, True)
+        ]
+        for interpreter in pair:
+            _timed(interpreter, inputs, warmup_runs)
+        pairs.append((pair, inputs))
+        ops.append(
+            OpTime(
+                index=position,
+                op=_op_type(model, op),
+                name=_name(graph.tensors[op.outputs[0]].name) if len(op.outputs) else "",
+                input_shapes=_shapes(model, _run_inputs(model, op)),
+                output_shapes=_shapes(model, op.outputs),
+                ms=0.0,
+            )
+        )
+    _timed(whole, x, warmup_runs)
+
+    rounds = max(1, min(rounds, num_runs))
+    per_op: list[list[float]] = [[] for _ in ops]
+    whole_times: list[float] = []
+    for r in range(rounds):
+        runs = num_runs // rounds + (1 if r < num_runs % rounds else 0)
+        whole_times += _timed(whole, x, runs)
+        for k, ((once, many), inputs) in enumerate(pairs):
+            t_once = statistics.median(_timed(once, inputs, runs))
+            t_many = statistics.median(_timed(many, inputs, runs))
+            per_op[k].append((t_many - t_once) / (repeats - 1))
+    for op, times in zip(ops, per_op, strict=True):
+        op.ms = statistics.median(times)
+    return Profile(
+        model=name,
+        where=f"host {platform.machine()} (LCE Python interpreter)",
+        num_threads=num_threads,
+        kernel=kernel,
+        xnnpack=xnnpack,
+        runs=num_runs,
+        graph_ms=statistics.median(whole_times),
+        ops=ops,
+    )
+
+
+# ---------------------------------------------------------------- device
+_SECTION = "Operator-wise Profiling Info for Regular Benchmark Runs"
+_ROW = re.compile(
+    r"^\s*(?P<op>\S+)\s+(?P<start>[\d.]+)\s+(?P<first>[\d.]+)\s+(?P<avg>[\d.]+)\s+"
+    r"[\d.]+%\s+[\d.]+%\s+[\d.]+\s+(?P<called>\d+)\s+(?P<name>.*?)\s*$"
+)
+_NODE_INDEX = re.compile(r"^\[?(?P<name>.*?)\]?:(?P<index>\d+)$")
+_AVG = re.compile(r"Timings \(microseconds\): count=(?P<count>\d+).*?avg=(?P<avg>[\d.e+]+)")
+
+
+def parse_op_profile(
+    text: str,
+    *,
+    name: str = "model",
+    flatbuffer: bytes | None = None,
+    where: str = "device",
+    num_threads: int = 1,
+) -> Profile:
+    """Read `lce_benchmark_model --enable_op_profiling=true` output into a `Profile`.
+
+    It takes the "Run Order" table of the section "Operator-wise Profiling Info for
+    Regular Benchmark Runs" (one row per node, average ms) and that section's
+    `Timings (microseconds): ... avg=...` line (the whole graph). With the model's
+    `flatbuffer`, rows whose name ends in the node index (`[name]:12`) get the op's
+    tensor shapes.
+
+    # Arguments
+        text: The tool's combined stdout and stderr.
+        name: Name of the model in the profile.
+        flatbuffer: The `.tflite` that was benchmarked (optional, for shapes).
+        where: Where it ran, e.g. `"device (ssh pi@raspberrypi.local)"`.
+        num_threads: The benchmark's `--num_threads`.
+
+    # Raises
+        DeploymentError: no per-op section in `text` (was profiling enabled?).
+
+    # Example
+        ```python
+        profile = parse_op_profile(open("pi_profile.txt").read(), name="el_resnet50")
+        ```
+    """
+    start = text.find(_SECTION)
+    if start < 0:
+        raise DeploymentError(
+            f"no '{_SECTION}' section in the benchmark output; run lce_benchmark_model with "
+            "--enable_op_profiling=true"
+        )
+    section = text[start:]
+    order = section.find("Run Order")
+    rows = []
+    for line in section[order:].splitlines()[2:] if order >= 0 else []:
+        if not line.strip():
+            break
+        row = _ROW.match(line)
+        if row:
+            rows.append(row)
+    if not rows:
+        raise DeploymentError("the benchmark output's per-op section has no 'Run Order' rows")
+    shapes: dict[int, tuple[list, list]] = {}
+    if flatbuffer is not None:
+        model = _load(flatbuffer)
+        for k, op in enumerate(model.subgraphs[0].operators):
+            shapes[k] = (_shapes(model, _run_inputs(model, op)), _shapes(model, op.outputs))
+    ops = []
+    for k, row in enumerate(rows):
+        node = _NODE_INDEX.match(row["name"])
+        index = int(node["index"]) if node else k
+        ins, outs = shapes.get(index, ([], []))
+        ops.append(
+            OpTime(
+                index=index,
+                op=row["op"],
+                name=node["name"] if node else row["name"].strip("[]"),
+                input_shapes=ins,
+                output_shapes=outs,
+                ms=float(row["avg"]),
+            )
+        )
+    timing = _AVG.search(section)
+    return Profile(
+        model=name,
+        where=where,
+        num_threads=num_threads,
+        kernel="lce_benchmark_model",
+        xnnpack=False,
+        runs=int(timing["count"]) if timing else 0,
+        graph_ms=float(timing["avg"]) / 1e3 if timing else sum(op.ms for op in ops),
+        ops=ops,
+    )
+
+
+# ---------------------------------------------------------------- report
+def _shape(shapes: list[list[int]]) -> str:
+    return ", ".join("x".join(str(d) for d in shape) for shape in shapes) or "-"
+
+
+def format_profile(profile: Profile, top: int = 15) -> str:
+    """The profile as Markdown: summary line, time by op type, the `top` slowest ops."""
+    settings = f"{profile.num_threads} thread(s), {profile.kernel}"
+    if profile.xnnpack:
+        settings += ", XNNPACK"
+    lines = [
+        f"per-op profile of {profile.model} ({profile.where}, {settings}, {profile.runs} runs): "
+        f"{len(profile.ops)} ops, sum of per-op times {profile.sum_ms:.3f} ms, whole graph "
+        f"{profile.graph_ms:.3f} ms (sum / graph = {profile.sum_ms / profile.graph_ms:.2f})",
+        "",
+        "| op type | count | ms | share |",
+        "| --- | --- | --- | --- |",
+    ]
+    for row in profile.by_type():
+        share = 100 * row["share"]
+        lines.append(f"| {row['op']} | {row['count']} | {row['ms']:.3f} | {share:.1f} % |")
+    lines += [
+        "",
+        "| # | op | ms | inputs | outputs | name |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for op in sorted(profile.ops, key=lambda op: -op.ms)[:top]:
+        lines.append(
+            f"| {op.index} | {op.op} | {op.ms:.3f} | {_shape(op.input_shapes)} "
+            f"| {_shape(op.output_shapes)} | {op.name} |"
+        )
+    return "\n".join(lines)
+
+
+def as_if_trained(model: Any, seed: int = 0) -> Any:
+    """Give every BatchNorm non-trivial statistics and offsets, as training would.
+
+    A freshly built model's BatchNorms have zero offsets, which the converter removes
+    (an `ADD` of zeros); a trained model keeps them. Latency and profiles of zoo
+    architectures are measured on models treated with this, so that they run the ops
+    a trained model runs. Also breaks the ties at zero of an untrained BNN (see
+    `el_larq.deploy.verification.untrained_batchnorms`).
+
+    # Arguments
+        model: A Keras model; changed in place.
+        seed: Seed of the statistics.
+
+    # Returns
+        The same model.
+
+    # Example
+        ```python
+        flatbuffer, _ = convert(as_if_trained(el_resnet50()))
+        ```
+    """
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    for layer in walk_layers(model):
+        if isinstance(layer, tf.keras.layers.BatchNormalization):
+            shape = layer.moving_mean.shape
+            values = {
+                "gamma": rng.uniform(0.5, 1.5, shape),
+                "beta": rng.normal(0, 0.5, shape),
+                "moving_mean": rng.normal(0, 1, shape),
+                "moving_variance": rng.uniform(0.5, 2, shape),
+            }
+            layer.set_weights([values[w.name.split("/")[-1].split(":")[0]] for w in layer.weights])
+    return model
