@@ -36,6 +36,7 @@ import time
 import warnings
 from typing import Any
 
+import h5py
 import numpy as np
 import tensorflow as tf
 
@@ -57,6 +58,8 @@ __all__ = [
 
 LR_SCHEDULES = ("step", "cosine", "constant")
 FINAL_MODEL = "model.h5"
+# HDF5 attribute of checkpoints/last.h5 and best.h5: the (1-based) epoch they hold.
+CHECKPOINT_EPOCH = "el_larq_epoch"
 
 
 class ConfigError(ValueError):
@@ -352,12 +355,16 @@ class _StopOnNaN(tf.keras.callbacks.TerminateOnNaN):
 class _EpochRecords(tf.keras.callbacks.BackupAndRestore):
     """Keras' BackupAndRestore that never lets a backup get ahead of the per-epoch records.
 
-    At an epoch end the records come first — `checkpoints/last.h5`, `best.h5` and the
-    `metrics.json`/`.csv` row — and the backup last. Killed in between, the rerun repeats
+    At an epoch end the records come first — `checkpoints/last.h5` and the
+    `metrics.json`/`.csv` row — then the backup. Killed in between, the rerun repeats
     that epoch and replaces its row, so every epoch ends with exactly one row. With
     `backup_steps`, the backup that would fall on an epoch's last step (from which Keras
     resumes at the next epoch, skipping validation and the row) moves to the epoch end.
     On resume, rows of epochs the backup does not cover are dropped.
+
+    `best.h5` is a copy of `last.h5` made after the backup, so it never holds an epoch
+    that is repeated; both carry their epoch (HDF5 attribute `el_larq_epoch`), and a
+    copy that a kill prevented is made on resume.
     """
 
     def __init__(self, output_dir: str, backup_steps: int, chief: bool, images_per_step: int):
@@ -390,8 +397,19 @@ class _EpochRecords(tf.keras.callbacks.BackupAndRestore):
                 del self.rows[epoch]
             if stale:
                 self._write_rows()
-        scores = [row.get("val_top1", -math.inf) for row in self.rows.values()]
-        self.best = max(scores, default=-math.inf)
+            self._repair_best()
+
+    def _repair_best(self) -> None:
+        # The best epoch so far (the first of equals, as `score > best` keeps it) must be
+        # what best.h5 holds; a kill between the backup and the copy leaves it in last.h5.
+        scored = [(row.get("val_top1", -math.inf), -epoch) for epoch, row in self.rows.items()]
+        if not scored:
+            return
+        self.best, epoch = max(scored)
+        directory = os.path.join(self.output_dir, "checkpoints")
+        best, last = os.path.join(directory, "best.h5"), os.path.join(directory, "last.h5")
+        if _h5_epoch(best) != -epoch and _h5_epoch(last) == -epoch:
+            _copy_atomic(last, best)
 
     def on_epoch_begin(self, epoch, logs=None):
         super().on_epoch_begin(epoch, logs)
@@ -408,7 +426,7 @@ class _EpochRecords(tf.keras.callbacks.BackupAndRestore):
         if self.model.stop_training:
             return
         logs = logs or {}
-        self._save_weights(logs.get("val_top1", -math.inf))
+        self._save_last(epoch + 1)
         if self.chief:
             seconds = time.time() - self._start
             row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}
@@ -421,10 +439,15 @@ class _EpochRecords(tf.keras.callbacks.BackupAndRestore):
         self._backup(epoch=epoch)
         self._batches_count = 0  # mid-epoch backups count from here
         _kill_point(f"backup:{epoch + 1}")
+        score = logs.get("val_top1", -math.inf)
+        if self.chief and score > self.best:
+            self.best = score
+            directory = os.path.join(self.output_dir, "checkpoints")
+            _copy_atomic(os.path.join(directory, "last.h5"), os.path.join(directory, "best.h5"))
 
-    def _save_weights(self, score: float) -> None:
+    def _save_last(self, epoch: int) -> None:
         # Every worker saves (reading synced variables is a collective op) once per epoch;
-        # only the chief keeps its copy, and best.h5 is a file copy of last.h5.
+        # only the chief keeps its copy.
         if not self.chief:
             scratch = tempfile.mkdtemp(prefix="el_larq_worker_")
             self.model.save_weights(os.path.join(scratch, "last.h5"))
@@ -432,15 +455,11 @@ class _EpochRecords(tf.keras.callbacks.BackupAndRestore):
             return
         directory = os.path.join(self.output_dir, "checkpoints")
         os.makedirs(directory, exist_ok=True)
-        last = os.path.join(directory, "last.h5")
         tmp = os.path.join(directory, f".last.h5.{os.getpid()}.tmp.h5")
         self.model.save_weights(tmp)
-        os.replace(tmp, last)
-        if score > self.best:
-            self.best = score
-            tmp = os.path.join(directory, f".best.h5.{os.getpid()}.tmp.h5")
-            shutil.copyfile(last, tmp)
-            os.replace(tmp, os.path.join(directory, "best.h5"))
+        with h5py.File(tmp, "a") as f:
+            f.attrs[CHECKPOINT_EPOCH] = epoch
+        os.replace(tmp, os.path.join(directory, "last.h5"))
 
     def _write_rows(self) -> None:
         rows = [self.rows[epoch] for epoch in sorted(self.rows)]
@@ -451,6 +470,23 @@ class _EpochRecords(tf.keras.callbacks.BackupAndRestore):
         writer.writeheader()
         writer.writerows(rows)
         _write_text(self.csv_path, text.getvalue().rstrip("\n"))
+
+
+def _h5_epoch(path: str) -> int | None:
+    """The epoch a checkpoint holds (its `el_larq_epoch` attribute); None if unknown."""
+    try:
+        with h5py.File(path, "r") as f:
+            return int(f.attrs[CHECKPOINT_EPOCH])
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def _copy_atomic(source: str, destination: str) -> None:
+    tmp = os.path.join(
+        os.path.dirname(destination), f".{os.path.basename(destination)}.{os.getpid()}.tmp.h5"
+    )
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, destination)
 
 
 def read_metrics(output_dir: str) -> dict[int, dict[str, float]]:

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import h5py
 import pytest
 import tensorflow as tf
 from test_data import make_idx_dataset
@@ -241,10 +242,10 @@ def _killed_at(command, point, env=None):
 @pytest.mark.parametrize(
     "extra, kills",
     [
-        # Epoch-end backups: records written but no backup yet; right after a backup
-        # (epoch 1 is repeated by this run); model.h5 half-written.
+        # Epoch-end backups: records written but no backup yet; right after a backup,
+        # before best.h5 is copied (epoch 1 is repeated by this run); model.h5 half-written.
         (["--steps_per_epoch", "3"],
-         [("epoch_end:1", [1], False), ("backup:2", [1, 2], True),
+         [("epoch_end:1", [1], False), ("backup:1", [1], True),
           ("final_save", [1, 2], True)]),
         # --backup_steps 2 of 4 steps: right after a mid-epoch backup; after an epoch's
         # last step (before its validation, where Keras would resume in the next epoch);
@@ -266,12 +267,23 @@ def test_killed_at_any_point_every_epoch_has_one_row_and_the_same_files(
         assert not (out / "model.h5").exists()
         if point == "final_save":
             assert list(out.glob(".model.h5.*.tmp.h5"))  # killed inside the final save
+        if point == "backup:1":
+            assert not (out / "checkpoints" / "best.h5").exists()  # the copy comes after
     final = run(command)
     assert final.returncode == 0, final.stderr[-3000:]
     assert "resuming from the backup" in final.stdout
     assert _epochs(out) == [1, 2]
     assert _files(out) == FINAL_FILES  # no backup, temporaries, lock or FAILED left
     assert lce.load_model(out / "model.h5").output_shape == (None, 10)
+    # last.h5 holds the last epoch, best.h5 the first epoch with the best val_top1.
+    rows = json.loads((out / "metrics.json").read_text())
+    best = max(rows, key=lambda row: (row["val_top1"], -row["epoch"]))["epoch"]
+    assert _checkpoint_epoch(out, "last.h5") == 2 and _checkpoint_epoch(out, "best.h5") == best
+
+
+def _checkpoint_epoch(out: Path, name: str) -> int:
+    with h5py.File(out / "checkpoints" / name, "r") as f:
+        return int(f.attrs["el_larq_epoch"])
 
 
 def _snapshot(directory: Path) -> dict[str, bytes]:
