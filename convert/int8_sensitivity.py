@@ -1,0 +1,65 @@
+"""Which float layers can store int8 weights without costing accuracy: one layer at a time.
+
+    python convert/int8_sensitivity.py model.h5 [--dataset=fashion_mnist] [--max_examples=N]
+        [--json=sensitivity.json]
+
+Converts the trained Keras model with LCE and evaluates, on the dataset's evaluation split
+(labelled top-1 / top-5): Keras, the float32 flatbuffer, every float layer's weights as
+int8, `--int8_weights`' default choice, and each float layer's weights alone as int8
+(`el_larq.lce.int8_sensitivity`). See docs/deployment.md, section 1.1.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # quiet TensorFlow's C++ logging
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+
+from absl import app, flags  # noqa: E402
+
+from el_larq import data, lce, safety, training  # noqa: E402  (el_larq first: Keras 2)
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("dataset", "fashion_mnist", "Labelled dataset to score on.")
+flags.DEFINE_string("data_dir", None, "Dataset directory.")
+flags.DEFINE_integer("max_examples", None, "Score on the first N images only.", lower_bound=1)
+flags.DEFINE_integer("num_threads", 1, "Interpreter threads.", lower_bound=1)
+flags.DEFINE_string("json", None, "Also write the rows as JSON to this path.")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        raise app.UsageError("expected one Keras model path")
+    try:
+        model = Path(argv[1])
+        if FLAGS.json:
+            safety.check_outputs([model], {"--json": FLAGS.json})
+            lce.check_writable(FLAGS.json)
+        rows = lce.int8_sensitivity(
+            model,
+            FLAGS.dataset,
+            data_dir=FLAGS.data_dir,
+            max_examples=FLAGS.max_examples,
+            num_threads=FLAGS.num_threads,
+        )
+    except (lce.DeploymentError, data.DataError, training.ConfigError) as error:
+        print(f"int8_sensitivity: error: {error}", file=sys.stderr)
+        return 1
+    keras = rows[0]["top1"]
+    print("| variant | int8 tensors | bytes | top-1 | top-5 | top-1 vs Keras (points) |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for row in rows:
+        size = "-" if row["bytes"] is None else row["bytes"]
+        print(
+            f"| {row['variant']} | {row['int8_tensors']} | {size} | {100 * row['top1']:.2f} % "
+            f"| {100 * row['top5']:.2f} % | {100 * (row['top1'] - keras):+.2f} |"
+        )
+    print(f"({rows[0]['examples']} images of {FLAGS.dataset})")
+    if FLAGS.json:
+        lce.write_atomic(FLAGS.json, (lce.json_dumps(rows) + "\n").encode())
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)
