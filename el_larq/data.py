@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import gzip
+import math
 import os
 from collections.abc import Sequence
 
@@ -127,10 +128,13 @@ def read_idx(path: str) -> np.ndarray:
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
         raise DataError(f"{path} is not an IDX file (bad magic number).")
     ndim = data[3]
-    dims = np.frombuffer(data, ">u4", count=ndim, offset=4).astype(int)
-    dtype = np.dtype(_IDX_DTYPES[data[2]])
     offset = 4 + 4 * ndim
-    if len(data) - offset != int(np.prod(dims)) * dtype.itemsize:
+    if len(data) < offset:
+        raise DataError(f"{path} is truncated: its header announces {ndim} dimensions.")
+    dims = [int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4)]
+    dtype = np.dtype(_IDX_DTYPES[data[2]])
+    # Python integers: a hostile header must not overflow into a matching size.
+    if len(data) - offset != math.prod(dims) * dtype.itemsize:
         raise DataError(f"{path} is truncated or corrupt: header says shape {tuple(dims)}.")
     return np.frombuffer(data, dtype, offset=offset).reshape(dims).astype(dtype.newbyteorder("="))
 

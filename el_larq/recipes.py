@@ -86,7 +86,8 @@ def load_recipe(name: str) -> dict[str, Any]:
         ```
     """
     path = RECIPES_DIR / f"{name}.json"
-    if not path.is_file():
+    # Only names of files in RECIPES_DIR: "../x" must not read JSON from elsewhere.
+    if name not in list_recipes() or not path.is_file():
         raise ValueError(
             f"Unknown recipe {name!r}. Valid recipes: {', '.join(list_recipes()) or '(none)'}"
             f" (in {RECIPES_DIR})."

@@ -227,6 +227,11 @@ def _check_model(name: str) -> None:
 
 def _check_config(config: TrainConfig) -> None:
     _check_model(config.model)
+    if not config.output_dir:
+        raise ConfigError("--output_dir must not be empty.")
+    for name in ("learning_rate", "width", "lr_decay_factor"):
+        if not math.isfinite(getattr(config, name)):
+            raise ConfigError(f"--{name} must be a finite number, got {getattr(config, name)}.")
     if config.epochs < 1:
         raise ConfigError(f"--epochs must be at least 1, got {config.epochs}.")
     if config.batch_size < 1:

@@ -156,7 +156,8 @@ def check_arguments() -> list[tuple[str, str]]:
 
     # Raises
         StudyError: an unknown configuration (recipe) name, a bad or repeated seed, a
-            bad --set, or a --data_dir that is not a directory.
+            bad --set, a --data_dir that is not a directory, or a --runs_dir that cannot
+            be created.
     """
     from el_larq import recipes
 
@@ -183,6 +184,14 @@ def check_arguments() -> list[tuple[str, str]]:
         raise StudyError("--seeds and --only must not repeat a value.")
     if FLAGS.data_dir and not os.path.isdir(FLAGS.data_dir):
         raise StudyError(f"--data_dir {FLAGS.data_dir} is not a directory.")
+    existing = os.path.abspath(FLAGS.runs_dir)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+        raise StudyError(
+            f"cannot create or write --runs_dir {FLAGS.runs_dir}: {existing} is not a "
+            "writable directory."
+        )
     return [(recipe, seed) for recipe in names for seed in seeds]
 
 

@@ -151,6 +151,20 @@ def test_imagenet2012_through_tfds_mock_data():
 
 
 @pytest.mark.parametrize(
+    "content, message",
+    [
+        (bytes([0, 0, 8, 3, 0, 0]), "is truncated: its header announces 3 dimensions."),
+        # 2**32-1 ** 3 items: a size no file has, without overflowing into a match.
+        (bytes([0, 0, 8, 3]) + b"\xff" * 12 + b"\x00" * 8, "is truncated or corrupt: header"),
+    ],
+)
+def test_idx_header_that_lies_about_its_size(tmp_path, content, message):
+    (tmp_path / "bad-idx3-ubyte").write_bytes(content)
+    with pytest.raises(data.DataError, match=message):
+        data.read_idx(str(tmp_path / "bad-idx3-ubyte"))
+
+
+@pytest.mark.parametrize(
     "labels, message",
     [
         (np.array([0, 3, 10, 2], np.uint8), "1 label(s) outside the 10 classes 0..9, the first "

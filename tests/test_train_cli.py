@@ -155,6 +155,9 @@ def _bad(tmp_path, idx_dir, *args, env=None):
         (["--backup_steps", "-2"], "--backup_steps must be 0"),
         (["--steps_per_epoch", "0"], "--steps_per_epoch must be at least 1, got 0."),
         (["--epochs", "two"], "flag --epochs=two: invalid literal for int()"),  # absl's parser
+        (["--width", "inf"], "--width must be a finite number, got inf."),
+        (["--output_dir", ""], "--output_dir must not be empty."),
+        (["--recipe", "../zoo/el_resnet26"], "Unknown recipe '../zoo/el_resnet26'. Valid"),
     ],
 )
 def test_bad_input_exits_with_one_clear_line(tmp_path, idx_dir, args, expected):
