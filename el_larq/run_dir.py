@@ -25,7 +25,9 @@ import socket
 from typing import Any
 
 __all__ = [
+    "BACKUP",
     "FAILED",
+    "IGNORED_KEYS",
     "LOCK",
     "RUN_DIRS",
     "RUN_FILES",
@@ -33,6 +35,7 @@ __all__ = [
     "RunDirError",
     "config_differences",
     "preflight",
+    "remove_backup",
 ]
 
 FINAL_MODEL = "model.h5"
