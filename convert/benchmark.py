@@ -27,22 +27,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from absl import app, flags  # noqa: E402
 
-from el_larq import lce  # noqa: E402  (el_larq before TensorFlow: selects Keras 2)
+from el_larq import cli, io, lce  # noqa: E402  (el_larq before TensorFlow: selects Keras 2)
+from el_larq.cli import flag_groups  # noqa: E402
 from el_larq.deploy import profile  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("device", "host", ["host", *lce.DEVICE_MODES], "Where to run.")
-flags.DEFINE_integer("num_threads", 1, "Threads.", lower_bound=1)
 flags.DEFINE_integer("num_runs", 50, "Timed runs per model.", lower_bound=1)
 flags.DEFINE_integer("warmup_runs", 5, "Untimed runs per model first (host).", lower_bound=0)
-flags.DEFINE_enum("kernel", "indirect_bgemm", list(lce.KERNELS), "Host binary conv kernel.")
-flags.DEFINE_bool("xnnpack", False, "Host: run float ops through TFLite's XNNPACK delegate.")
 flags.DEFINE_string("binary", "lce_benchmark_model", "Device: path of lce_benchmark_model.")
 flags.DEFINE_string("host", None, "Device ssh: destination, e.g. pi@raspberrypi.local.")
 flags.DEFINE_string("serial", None, "Device adb: device serial (adb -s).")
 flags.DEFINE_string("remote_dir", "/data/local/tmp", "Device adb/ssh: directory on the device.")
 flags.DEFINE_bool("dry_run", False, "Device: print the commands, run nothing.")
-flags.DEFINE_string("json", None, "Also write the results as JSON to this path.")
+flag_groups.define_interpreter_flags()  # --num_threads also sets the device's threads
+flag_groups.define_json_flag()
 flags.DEFINE_bool(
     "profile",
     False,
@@ -73,9 +72,7 @@ def _host(paths: list[Path]) -> list[lce.Latency]:
         flatbuffers,
         num_runs=FLAGS.num_runs,
         warmup_runs=FLAGS.warmup_runs,
-        num_threads=FLAGS.num_threads,
-        kernel=FLAGS.kernel,
-        xnnpack=FLAGS.xnnpack,
+        **flag_groups.interpreter_settings(),
     )
     return list(results.values())
 
@@ -87,9 +84,7 @@ def _host_profiles(paths: list[Path]) -> list[profile.Profile]:
             name=label,
             num_runs=FLAGS.num_runs,
             warmup_runs=FLAGS.warmup_runs,
-            num_threads=FLAGS.num_threads,
-            kernel=FLAGS.kernel,
-            xnnpack=FLAGS.xnnpack,
+            **flag_groups.interpreter_settings(),
         )
         for label, path in zip(_labels(paths), paths, strict=True)
     ]
@@ -127,7 +122,7 @@ def benchmark(paths: list[Path]) -> int:
     lce.safety.check_outputs(paths, {"--json": FLAGS.json, "--profile_json": FLAGS.profile_json})
     for output in (FLAGS.json, FLAGS.profile_json):
         if output:
-            lce.check_writable(output)
+            io.check_writable(output)
     if FLAGS.profile_json and not FLAGS.profile:
         raise lce.DeploymentError("--profile_json needs --profile")
     if FLAGS.profile and FLAGS.device != "host":
@@ -143,14 +138,14 @@ def benchmark(paths: list[Path]) -> int:
     print("\n".join(row.row() for row in rows))
     if FLAGS.json:
         payload = [dataclasses.asdict(row) for row in rows]
-        lce.write_atomic(FLAGS.json, (lce.json_dumps(payload) + "\n").encode())
+        io.write_atomic(FLAGS.json, (io.json_dumps(payload) + "\n").encode())
     if FLAGS.profile:
         profiles = _host_profiles(paths)
         for result in profiles:
             print("\n" + profile.format_profile(result))
         if FLAGS.profile_json:
             payload = [result.to_json() for result in profiles]
-            lce.write_atomic(FLAGS.profile_json, (lce.json_dumps(payload) + "\n").encode())
+            io.write_atomic(FLAGS.profile_json, (io.json_dumps(payload) + "\n").encode())
     return 0
 
 
@@ -165,4 +160,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=cli.flags_parser("benchmark"))

@@ -30,7 +30,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from el_larq import reference  # noqa: E402
+from el_larq import cli, io, reference  # noqa: E402
+from el_larq.cli import flag_groups  # noqa: E402
 from el_larq.deploy import profile  # noqa: E402
 from el_larq.layers import BinaryConv2D  # noqa: E402
 from el_larq.summary import model_summary  # noqa: E402
@@ -78,8 +79,6 @@ flags.DEFINE_integer("image_size", 224, "Input side in pixels.", lower_bound=32)
 flags.DEFINE_integer("num_runs", 30, "Timed runs per model and path (interleaved).", lower_bound=1)
 flags.DEFINE_integer("warmup_runs", 3, "Untimed runs per model first.", lower_bound=0)
 flags.DEFINE_integer("rounds", 10, "Interleaving rounds.", lower_bound=1)
-flags.DEFINE_integer("num_threads", 1, "Interpreter threads.", lower_bound=1)
-flags.DEFINE_enum("kernel", "indirect_bgemm", list(lce.KERNELS), "Binary conv kernel.")
 flags.DEFINE_list(
     "paths",
     list(PATHS),
@@ -92,7 +91,8 @@ flags.DEFINE_list(
     f"Models to compare: {', '.join([*MODELS, *QUICKNET_KEYS])} (QuickNets only when "
     "larq-zoo is installed; el_resnet50 brings its int8 twin).",
 )
-flags.DEFINE_string("json", None, "Also write the numbers as JSON to this path.")
+flag_groups.define_interpreter_flags(xnnpack=False)  # --paths picks the XNNPACK settings
+flag_groups.define_json_flag("Also write the numbers as JSON to this path.")
 flags.DEFINE_string("save_dir", None, "Also keep the .tflite files in this directory.")
 flags.DEFINE_bool(
     "units",
@@ -111,7 +111,7 @@ def _check_flags() -> None:
             f"{', '.join([*MODELS, *QUICKNET_KEYS])}; paths: {', '.join(PATHS)}"
         )
     if FLAGS.json:
-        lce.check_writable(FLAGS.json)
+        io.check_writable(FLAGS.json)
 
 
 def _host_latency(flatbuffers: dict[str, bytes], xnnpack: bool) -> dict[str, lce.Latency]:
@@ -327,7 +327,7 @@ def main(argv: list[str]) -> int:
         for label, result in results.items():
             stem = "".join(c if c.isalnum() else "_" for c in label.lower()).strip("_")
             path = Path(FLAGS.save_dir) / f"{stem}_{FLAGS.image_size}.tflite"
-            lce.write_atomic(path, result["flatbuffer"])
+            io.write_atomic(path, result["flatbuffer"])
     flatbuffers = {label: result["flatbuffer"] for label, result in results.items()}
     latency = {path: _host_latency(flatbuffers, PATHS[path]) for path in FLAGS.paths}
     ratios = _report(results, latency)
@@ -350,9 +350,9 @@ def main(argv: list[str]) -> int:
                 for label, result in results.items()
             },
         }
-        lce.write_atomic(FLAGS.json, (lce.json_dumps(payload) + "\n").encode())
+        io.write_atomic(FLAGS.json, (io.json_dumps(payload) + "\n").encode())
     return 0
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=cli.flags_parser("overhead_report"))

@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from absl import app, flags  # noqa: E402
 
-from el_larq import lce  # noqa: E402  (el_larq before TensorFlow: selects Keras 2)
+from el_larq import cli, lce  # noqa: E402  (el_larq before TensorFlow: selects Keras 2)
+from el_larq.cli import flag_groups  # noqa: E402
 from el_larq.deploy import pipeline  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -49,13 +50,11 @@ flags.DEFINE_bool(
 )
 flags.DEFINE_bool("verify", True, "Compare Keras and the LCE interpreter (--no-verify skips).")
 flags.DEFINE_integer("samples", 16, "Number of inputs for the verification.", lower_bound=1)
-flags.DEFINE_string(
-    "dataset",
+flag_groups.define_dataset_flags(
     None,
-    "Verify on real images of this dataset "
-    "(e.g. fashion_mnist); default: random inputs in [-1, 1].",
+    "Verify on real images of this dataset (e.g. fashion_mnist); default: random inputs in "
+    "[-1, 1].",
 )
-flags.DEFINE_string("data_dir", None, "Dataset directory for --dataset.")
 flags.DEFINE_float(
     "rtol",
     None,
@@ -78,7 +77,7 @@ flags.DEFINE_float(
 flags.DEFINE_bool(
     "allow_unsafe", False, "Load models with Lambda layers (they run code stored in the file)."
 )
-flags.DEFINE_string("json", None, "Also write the full report as JSON to this path.")
+flag_groups.define_json_flag("Also write the full report as JSON to this path.")
 
 
 def _warn(message: str) -> None:
@@ -146,7 +145,7 @@ def main(argv: list[str]) -> int:
 def _parse(argv: list[str]) -> list[str]:
     # Accept the common spelling --no-verify besides absl's --noverify.
     argv = ["--noverify" if arg in ("--no-verify", "--no_verify") else arg for arg in argv]
-    return flags.FLAGS(argv)
+    return cli.flags_parser("to_lce")(argv)
 
 
 if __name__ == "__main__":

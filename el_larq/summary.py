@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from typing import Any
 
 import larq as lq
 import numpy as np
 import tensorflow as tf
 
+from el_larq.io import atomic_path
 from el_larq.layers import ElasticLink
 
 __all__ = ["gamma_report", "model_summary", "plot_gamma_report"]
@@ -171,11 +170,11 @@ def plot_gamma_report(report: list[dict[str, Any]], path: str, title: str = "") 
     ax.set_title(title or "Elastic-Link gamma after training (red: rose, green: fell)")
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
-    directory = os.path.dirname(os.path.abspath(path))
-    with tempfile.NamedTemporaryFile(dir=directory, suffix=".png", delete=False) as tmp:
-        fig.savefig(tmp.name, dpi=120)
-    plt.close(fig)
-    os.replace(tmp.name, path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
+    finally:
+        plt.close(fig)
     return path
 
 

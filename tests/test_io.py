@@ -1,0 +1,93 @@
+"""el_larq.io: atomic writes (bytes and through a file name), JSON, captured stderr."""
+
+import os
+import stat
+
+import numpy as np
+import pytest
+
+from el_larq import io
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@pytest.fixture
+def umask_027():
+    old = os.umask(0o027)
+    yield 0o027
+    os.umask(old)
+
+
+def test_write_atomic_gives_the_umask_permissions_and_leaves_no_temporary(tmp_path, umask_027):
+    target = tmp_path / "report.json"
+    assert io.write_atomic(target, b"{}") == 2
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask_027  # 0640, not 0600
+    assert os.listdir(tmp_path) == ["report.json"]
+
+
+def test_write_atomic_replaces_an_existing_file_and_uses_unique_temporaries(tmp_path, monkeypatch):
+    target = tmp_path / "m.tflite"
+    target.write_bytes(b"old")
+    names = set()
+    real = io.tempfile.mkstemp
+
+    def recording(*args, **kwargs):
+        handle, name = real(*args, **kwargs)
+        names.add(os.path.basename(name))
+        return handle, name
+
+    monkeypatch.setattr(io.tempfile, "mkstemp", recording)
+    io.write_atomic(target, b"new 1")
+    io.write_atomic(target, b"new 2")
+    assert target.read_bytes() == b"new 2"
+    assert len(names) == 2 and all(n.startswith(".m.tflite.") for n in names)
+    assert all(n.endswith(".tmp") for n in names)  # what el_larq.run_dir cleans up
+
+
+def test_atomic_path_writes_through_a_name_with_umask_permissions(tmp_path, umask_027):
+    target = tmp_path / "plot.png"
+    with io.atomic_path(target) as tmp:
+        assert os.path.dirname(tmp) == str(tmp_path) and not target.exists()
+        with open(tmp, "wb") as f:
+            f.write(b"png")
+    assert target.read_bytes() == b"png"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask_027
+    assert os.listdir(tmp_path) == ["plot.png"]
+
+
+def test_atomic_path_failing_leaves_the_old_file_and_no_temporary(tmp_path):
+    target = tmp_path / "model.h5"
+    target.write_bytes(b"old model")
+    with pytest.raises(RuntimeError, match="writer died"), io.atomic_path(target) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(b"half a model")
+        raise RuntimeError("writer died")
+    assert target.read_bytes() == b"old model"
+    assert os.listdir(tmp_path) == ["model.h5"]
+
+
+def test_outputs_in_a_missing_directory_are_one_line_errors(tmp_path):
+    missing = tmp_path / "missing" / "out.json"
+    with pytest.raises(io.OutputError, match="cannot write"):
+        io.write_atomic(missing, b"x")
+    with pytest.raises(io.OutputError, match="cannot write"), io.atomic_path(missing):
+        pass
+    with pytest.raises(io.OutputError, match="it is a directory"):
+        io.check_writable(tmp_path)
+
+
+def test_json_dumps_takes_numpy_values():
+    text = io.json_dumps({"a": np.float32(0.5), "b": np.arange(3), "c": np.int64(7)})
+    assert text == '{\n  "a": 0.5,\n  "b": [\n    0,\n    1,\n    2\n  ],\n  "c": 7\n}'
+    with pytest.raises(TypeError, match="not JSON serialisable: object"):
+        io.json_dumps(object())
+
+
+def test_captured_stderr_holds_what_was_written_to_descriptor_2():
+    with io.captured_stderr() as lines:
+        os.write(2, b"error: from C++\nsecond line\n")
+    assert lines == ["error: from C++", "second line"]
