@@ -2,18 +2,20 @@
 
 Host (LCE's Python interpreter; relative numbers, x86 runs no ARM kernels):
 
-    python convert/benchmark.py a.tflite [b.tflite ...] [--num_threads=1] [--num_runs=50]
+    el-larq benchmark a.tflite [b.tflite ...] [--num_threads=1] [--num_runs=50]
         [--warmup_runs=5] [--kernel=indirect_bgemm|optimized|reference] [--json=out.json]
 
 Device (LCE's `lce_benchmark_model` binary from an LCE release):
 
-    python convert/benchmark.py m.tflite --device=local --binary=./lce_benchmark_model
-    python convert/benchmark.py m.tflite --device=adb --binary=lce_benchmark_model_android_arm64
-    python convert/benchmark.py m.tflite --device=ssh --host=pi@raspberrypi.local \
+    el-larq benchmark m.tflite --device=local --binary=./lce_benchmark_model
+    el-larq benchmark m.tflite --device=adb --binary=lce_benchmark_model_android_arm64
+    el-larq benchmark m.tflite --device=ssh --host=pi@raspberrypi.local \
         --binary=lce_benchmark_model_aarch64 --remote_dir=/tmp
 
 Both print the same table (median, mean, min, max in ms) and write the same JSON.
-`--dry_run` prints the device commands without running them. See docs/deployment.md.
+`--dry_run` prints the device commands without running them. `el-larq profile` is
+`el-larq benchmark --profile`; in a checkout `python convert/benchmark.py` is the same tool.
+See docs/deployment.md.
 """
 
 import dataclasses
@@ -23,14 +25,15 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # quiet TensorFlow's C++ logging
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 from absl import app, flags  # noqa: E402
 
-from el_larq import cli, io, lce  # noqa: E402  (el_larq before TensorFlow: selects Keras 2)
-from el_larq.cli import flag_groups  # noqa: E402
+from el_larq import io, lce  # noqa: E402  (el_larq before TensorFlow: selects Keras 2)
+from el_larq.cli import flag_groups, flags_parser  # noqa: E402
 from el_larq.deploy import profile  # noqa: E402
 
+# The name in messages: `benchmark` (the script), `el-larq benchmark` (the command).
+PROG = "benchmark"
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("device", "host", ["host", *lce.DEVICE_MODES], "Where to run.")
 flags.DEFINE_integer("num_runs", 50, "Timed runs per model.", lower_bound=1)
@@ -151,13 +154,30 @@ def benchmark(paths: list[Path]) -> int:
 
 def main(argv: list[str]) -> int:
     if len(argv) < 2:
-        raise app.UsageError("expected one or more .tflite paths")
+        sys.exit(f"{PROG}: error: expected one or more .tflite paths")
     try:
         return benchmark([Path(arg) for arg in argv[1:]])
     except lce.DeploymentError as error:
-        print(f"benchmark: error: {error}", file=sys.stderr)
+        print(f"{PROG}: error: {error}", file=sys.stderr)
         return 1
 
 
+def run(argv: list[str] | None = None, prog: str = PROG) -> None:
+    """Run the tool on `argv` (default `sys.argv`) and exit with its status.
+
+    # Arguments
+        argv: The command line, program name first.
+        prog: The name in messages.
+
+    # Example
+        ```python
+        run(["el-larq benchmark", "a.tflite", "--num_runs=20"], prog="el-larq benchmark")
+        ```
+    """
+    global PROG
+    PROG = prog
+    app.run(main, argv=argv, flags_parser=lambda args: flags_parser(PROG)(args))
+
+
 if __name__ == "__main__":
-    app.run(main, flags_parser=cli.flags_parser("benchmark"))
+    run()

@@ -1,8 +1,10 @@
 """Convert a trained Keras model to a Larq Compute Engine flatbuffer you can trust.
 
-    python convert/to_lce.py model.h5 [-o model.tflite] [--target=arm|xcore] [--strict]
+    el-larq convert model.h5 [-o model.tflite] [--target=arm|xcore] [--strict]
         [--int8_weights] [--no-verify] [--samples=16] [--dataset=fashion_mnist]
         [--json=report.json]
+
+(also `python -m el_larq convert ...` and, in a checkout, `python convert/to_lce.py ...`)
 
 Loads the model (`.h5`, `.keras` or SavedModel) with el_larq's layers, converts it with
 LCE, lists its ops and checks that every binarized conv became an `LceBconv2d`
@@ -17,13 +19,15 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # quiet TensorFlow's C++ logging
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 from absl import app, flags  # noqa: E402
 
-from el_larq import cli, lce  # noqa: E402  (el_larq before TensorFlow: selects Keras 2)
-from el_larq.cli import flag_groups  # noqa: E402
+from el_larq import lce  # noqa: E402  (el_larq before TensorFlow: selects Keras 2)
+from el_larq.cli import flag_groups, flags_parser  # noqa: E402
 from el_larq.deploy import pipeline  # noqa: E402
+
+# The name in messages: `to_lce` (the script), `el-larq convert` (the command).
+PROG = "to_lce"
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
@@ -81,7 +85,7 @@ flag_groups.define_json_flag("Also write the full report as JSON to this path.")
 
 
 def _warn(message: str) -> None:
-    print(f"to_lce: warning: {message}", file=sys.stderr)
+    print(f"{PROG}: warning: {message}", file=sys.stderr)
 
 
 def _print(report: pipeline.ConversionReport) -> None:
@@ -134,19 +138,36 @@ def convert(model_path: Path) -> int:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
-        raise app.UsageError("expected one model path: to_lce.py model.h5 [-o out.tflite]")
+        sys.exit(f"{PROG}: error: expected one model path: {PROG} model.h5 [-o out.tflite]")
     try:
         return convert(Path(argv[1]))
     except lce.DeploymentError as error:
-        print(f"to_lce: error: {error}", file=sys.stderr)
+        print(f"{PROG}: error: {error}", file=sys.stderr)
         return 1
 
 
 def _parse(argv: list[str]) -> list[str]:
     # Accept the common spelling --no-verify besides absl's --noverify.
     argv = ["--noverify" if arg in ("--no-verify", "--no_verify") else arg for arg in argv]
-    return cli.flags_parser("to_lce")(argv)
+    return flags_parser(PROG)(argv)
+
+
+def run(argv: list[str] | None = None, prog: str = PROG) -> None:
+    """Run the tool on `argv` (default `sys.argv`) and exit with its status.
+
+    # Arguments
+        argv: The command line, program name first.
+        prog: The name in messages.
+
+    # Example
+        ```python
+        run(["el-larq convert", "model.h5", "--int8_weights"], prog="el-larq convert")
+        ```
+    """
+    global PROG
+    PROG = prog
+    app.run(main, argv=argv, flags_parser=_parse)
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=_parse)
+    run()

@@ -1,0 +1,81 @@
+"""`el-larq`: one command, with the tools as subcommands.
+
+    el-larq COMMAND [flags] [arguments]
+    python -m el_larq COMMAND [flags] [arguments]
+
+`el-larq COMMAND --help` lists a command's flags. Every output goes where the flags
+say, or beside the input / into the current directory, never into the installed
+package.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+__all__ = ["COMMANDS", "main"]
+
+# command -> (module with `run(argv, prog)`, flags put in front of the user's, summary)
+COMMANDS: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "train": ("el_larq.cli.train", (), "train a zoo model or recipe (train/train.py)"),
+    "evaluate": (
+        "el_larq.cli.evaluate",
+        (),
+        "top-1/top-5 of .h5 and LCE .tflite models (train/evaluate.py)",
+    ),
+    "convert": (
+        "el_larq.cli.convert",
+        (),
+        "Keras model -> verified LCE .tflite, op census (convert/to_lce.py)",
+    ),
+    "benchmark": (
+        "el_larq.cli.benchmark",
+        (),
+        "latency of .tflite files, host or ARM device (convert/benchmark.py)",
+    ),
+    "profile": (
+        "el_larq.cli.benchmark",
+        ("--profile",),
+        "per-op latency profile: benchmark --profile",
+    ),
+    "demo": (
+        "el_larq.cli.demo",
+        (),
+        "the main job: train, convert, evaluate, benchmark (train/main_job.py)",
+    ),
+    "recipes": ("el_larq.cli.recipes", (), "list the paper's recipes"),
+}
+
+
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: el-larq COMMAND [flags] [arguments]   (el-larq COMMAND --help)", ""]
+    lines += [f"  {name:<{width}}  {summary}" for name, (_, _, summary) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run `el-larq COMMAND ...`; exits with the command's status.
+
+    # Arguments
+        argv: The command line, program name first (default `sys.argv`).
+
+    # Example
+        ```python
+        main(["el-larq", "convert", "model.h5", "--int8_weights"])
+        ```
+    """
+    argv = list(sys.argv if argv is None else argv)
+    if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
+        print(_usage())
+        sys.exit(0 if len(argv) >= 2 else 2)
+    command = argv[1]
+    if command not in COMMANDS:
+        sys.exit(f"el-larq: error: unknown command '{command}'; commands: {', '.join(COMMANDS)}")
+    module, extra, _ = COMMANDS[command]
+    prog = f"el-larq {command}"
+    importlib.import_module(module).run([prog, *extra, *argv[2:]], prog=prog)
+
+
+if __name__ == "__main__":
+    main()
