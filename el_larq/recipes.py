@@ -1,4 +1,4 @@
-"""Named recipes: one per paper configuration, stored as JSON in the repository's `zoo/`.
+"""Named recipes: one per paper configuration, JSON files shipped in `el_larq/recipe_files/`.
 
 A recipe names a zoo builder with its ablation switches, the paper's training
 recipe (Adam 1e-3, no weight decay, 100 epochs, batch 256, LR x0.1 at epochs 50
@@ -8,8 +8,10 @@ and 80, 224 px) and the paper rows it reproduces with their ImageNet top-1.
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import os
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +21,14 @@ from el_larq.zoo import get_model
 
 __all__ = ["RECIPES_DIR", "build_recipe", "list_recipes", "load_recipe", "validate_recipe"]
 
-# EL_LARQ_RECIPES points elsewhere, e.g. for a non-editable install or private recipes.
-RECIPES_DIR = Path(os.environ.get("EL_LARQ_RECIPES", Path(__file__).resolve().parents[1] / "zoo"))
+# The recipes are package data, read through importlib.resources (so they are found in
+# any install, also a zipped one); EL_LARQ_RECIPES points at another directory instead,
+# e.g. for private recipes.
+RECIPES_DIR: Traversable = (
+    Path(os.environ["EL_LARQ_RECIPES"])
+    if os.environ.get("EL_LARQ_RECIPES")
+    else importlib.resources.files("el_larq") / "recipe_files"
+)
 
 # The recipe schema: key -> (expected type, what to call that type in an error, required).
 # `int` excludes bool (JSON true is not an epoch count); numbers accept ints and floats.
@@ -62,7 +70,11 @@ def list_recipes() -> list[str]:
     """
     if not RECIPES_DIR.is_dir():
         return []
-    return sorted(path.stem for path in RECIPES_DIR.glob("*.json"))
+    return sorted(
+        entry.name.removesuffix(".json")
+        for entry in RECIPES_DIR.iterdir()
+        if entry.name.endswith(".json") and entry.is_file()
+    )
 
 
 def load_recipe(name: str) -> dict[str, Any]:
@@ -147,7 +159,7 @@ def validate_recipe(recipe: Any, where: str = "recipe") -> None:
 
     # Example
         ```python
-        validate_recipe({"name": "x", "model": "el_resnet26", ...}, "zoo/x.json")
+        validate_recipe({"name": "x", "model": "el_resnet26", ...}, "x.json")
         ```
     """
     if not isinstance(recipe, dict):

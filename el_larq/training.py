@@ -99,7 +99,7 @@ class TrainConfig:
         output_dir: Directory for all outputs (created).
         model: Zoo model name (`el_larq.zoo.MODELS`).
         model_kwargs: Extra keyword arguments of the zoo builder.
-        recipe: Name of the `zoo/` recipe the values came from, if any.
+        recipe: Name of the recipe (`el_larq.recipes`) the values came from, if any.
         dataset: `fashion_mnist`, `imagenet2012` or any TFDS image dataset.
         data_dir: IDX directory (Fashion-MNIST) or TFDS data directory.
         train_split, eval_split: Split names; `eval_split=None` picks the dataset's
@@ -159,7 +159,7 @@ def resolve_config(
 
     # Arguments
         overrides: `TrainConfig` fields given explicitly (e.g. on the command line).
-        recipe: A `zoo/` recipe name; its model, model arguments and training values
+        recipe: A recipe name (`el_larq.recipes`); its model, model arguments and training values
             become the defaults.
         model: A zoo model name (instead of a recipe).
 

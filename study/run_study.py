@@ -1,7 +1,7 @@
 """Small-scale reproduction of the paper's ablations on Fashion-MNIST (issue 7).
 
-Every configuration is a zoo/ recipe trained with ONE identical recipe (the flags
-below), for each seed, by real subprocesses of train/train.py, then evaluated on
+Every configuration is a recipe (`el_larq.recipes`) trained with ONE identical recipe (the
+flags below), for each seed, by real subprocesses of train/train.py, then evaluated on
 the full Fashion-MNIST test set by train/evaluate.py. Runs are idempotent: a run
 whose `final_eval.json` exists is skipped, so the study can be stopped and resumed
 (e.g. across sessions). Logs: `<runs_dir>/<recipe>_s<seed>/log.txt`.

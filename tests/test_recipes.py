@@ -1,4 +1,4 @@
-"""el_larq.recipes: every zoo/ recipe passes the schema; malformed ones fail with one line."""
+"""el_larq.recipes: every shipped recipe passes the schema; malformed ones fail with one line."""
 
 import copy
 import json

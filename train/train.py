@@ -20,7 +20,7 @@ from el_larq import cli, distribute, training  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Zoo model name, e.g. el_resnet26 (default el_resnet26).")
-flags.DEFINE_string("recipe", None, "A zoo/ recipe name; explicit flags override its values.")
+flags.DEFINE_string("recipe", None, "Recipe name (el-larq recipes); explicit flags win.")
 flags.DEFINE_string("dataset", "fashion_mnist", "fashion_mnist, imagenet2012 or a TFDS dataset.")
 flags.DEFINE_string("data_dir", None, "Fashion-MNIST IDX directory or TFDS data directory.")
 flags.DEFINE_bool("download", True, "Let TFDS download a missing dataset (--nodownload: never).")
