@@ -14,18 +14,17 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # quiet TensorFlow's C++ logging
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 from absl import app, flags  # noqa: E402
 
-from el_larq import data, lce, safety, training  # noqa: E402  (el_larq first: Keras 2)
+from el_larq import data, io, lce, safety, training  # noqa: E402  (el_larq first: Keras 2)
+from el_larq.cli import flag_groups, flags_parser  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("dataset", "fashion_mnist", "Labelled dataset to score on.")
-flags.DEFINE_string("data_dir", None, "Dataset directory.")
+flag_groups.define_dataset_flags("fashion_mnist", "Labelled dataset to score on.")
 flags.DEFINE_integer("max_examples", None, "Score on the first N images only.", lower_bound=1)
-flags.DEFINE_integer("num_threads", 1, "Interpreter threads.", lower_bound=1)
-flags.DEFINE_string("json", None, "Also write the rows as JSON to this path.")
+flag_groups.define_interpreter_flags()
+flag_groups.define_json_flag("Also write the rows as JSON to this path.")
 
 
 def main(argv: list[str]) -> int:
@@ -35,13 +34,13 @@ def main(argv: list[str]) -> int:
         model = Path(argv[1])
         if FLAGS.json:
             safety.check_outputs([model], {"--json": FLAGS.json})
-            lce.check_writable(FLAGS.json)
+            io.check_writable(FLAGS.json)
         rows = lce.int8_sensitivity(
             model,
             FLAGS.dataset,
             data_dir=FLAGS.data_dir,
             max_examples=FLAGS.max_examples,
-            num_threads=FLAGS.num_threads,
+            **flag_groups.interpreter_settings(),
         )
     except (lce.DeploymentError, data.DataError, training.ConfigError) as error:
         print(f"int8_sensitivity: error: {error}", file=sys.stderr)
@@ -57,9 +56,9 @@ def main(argv: list[str]) -> int:
         )
     print(f"({rows[0]['examples']} images of {FLAGS.dataset})")
     if FLAGS.json:
-        lce.write_atomic(FLAGS.json, (lce.json_dumps(rows) + "\n").encode())
+        io.write_atomic(FLAGS.json, (io.json_dumps(rows) + "\n").encode())
     return 0
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=flags_parser("int8_sensitivity"))

@@ -408,9 +408,9 @@ class RunDir:
             self.release()
             if not os.path.exists(self.out):
                 return f"{self.out} was removed"
-        from el_larq import lce
+        from el_larq.io import write_atomic
 
-        lce.write_atomic(os.path.join(self.out, FAILED), (" ".join(reason.split()) + "\n").encode())
+        write_atomic(os.path.join(self.out, FAILED), (" ".join(reason.split()) + "\n").encode())
         return f"{self.out} is marked failed ({FAILED})"
 
     def _remove_created_if_empty(self) -> None:

@@ -42,6 +42,7 @@ import tensorflow as tf
 
 from el_larq import data as data_lib
 from el_larq import distribute, run_dir
+from el_larq.io import atomic_path, write_atomic
 
 __all__ = [
     "ConfigError",
@@ -319,24 +320,19 @@ def compile_model(model: tf.keras.Model, learning_rate: float, jit_compile: bool
 def save_model_atomic(model: tf.keras.Model, path: str) -> None:
     """Save `model` as HDF5 at `path` so that `path` is either absent or complete.
 
-    Writes a temporary file in the same directory and renames it (`os.replace`).
+    Writes a temporary file in the same directory, flushes it to disk and renames it
+    (`el_larq.io.atomic_path`).
 
     # Example
         ```python
         save_model_atomic(model, "runs/a/model.h5")
         ```
     """
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp.h5")
-    try:
+    with atomic_path(path, suffix=".tmp.h5") as tmp:
         with warnings.catch_warnings():  # HDF5 is "legacy" to Keras, but what LCE tools read
             warnings.simplefilter("ignore", UserWarning)
             model.save(tmp, include_optimizer=False, save_format="h5")
         _kill_point("final_save")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 class _StopOnNaN(tf.keras.callbacks.TerminateOnNaN):
@@ -460,11 +456,10 @@ class _EpochRecords(tf.keras.callbacks.BackupAndRestore):
             return
         directory = os.path.join(self.output_dir, "checkpoints")
         os.makedirs(directory, exist_ok=True)
-        tmp = os.path.join(directory, f".last.h5.{os.getpid()}.tmp.h5")
-        self.model.save_weights(tmp)
-        with h5py.File(tmp, "a") as f:
-            f.attrs[CHECKPOINT_EPOCH] = epoch
-        os.replace(tmp, os.path.join(directory, "last.h5"))
+        with atomic_path(os.path.join(directory, "last.h5"), suffix=".tmp.h5") as tmp:
+            self.model.save_weights(tmp)
+            with h5py.File(tmp, "a") as f:
+                f.attrs[CHECKPOINT_EPOCH] = epoch
 
     def _write_rows(self) -> None:
         rows = [self.rows[epoch] for epoch in sorted(self.rows)]
@@ -487,11 +482,8 @@ def _h5_epoch(path: str) -> int | None:
 
 
 def _copy_atomic(source: str, destination: str) -> None:
-    tmp = os.path.join(
-        os.path.dirname(destination), f".{os.path.basename(destination)}.{os.getpid()}.tmp.h5"
-    )
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, destination)
+    with atomic_path(destination, suffix=".tmp.h5") as tmp:
+        shutil.copyfile(source, tmp)
 
 
 def read_metrics(output_dir: str) -> dict[int, dict[str, float]]:
@@ -516,9 +508,7 @@ def _last_metrics(output_dir: str) -> dict[str, float]:
 
 
 def _write_text(path: str, text: str) -> None:
-    from el_larq import lce
-
-    lce.write_atomic(path, (text + "\n").encode())
+    write_atomic(path, (text + "\n").encode())
 
 
 def _gamma_outputs(model: tf.keras.Model, output_dir: str) -> list[dict[str, Any]]:
@@ -736,6 +726,7 @@ def evaluate_model(
     max_examples: int | None = None,
     num_threads: int = 1,
     kernel: str = "indirect_bgemm",
+    xnnpack: bool | None = None,
     download: bool = True,
 ) -> dict[str, Any]:
     """Top-1 and top-5 accuracy of a Keras `.h5` or an LCE `.tflite` model on a split.
@@ -754,6 +745,8 @@ def evaluate_model(
         max_examples: Evaluate only the first that many examples.
         num_threads: LCE interpreter threads.
         kernel: LCE binary-conv kernel (`indirect_bgemm` is the fast one on x86).
+        xnnpack: Run the `.tflite`'s float ops through TFLite's XNNPACK delegate (None:
+            `el_larq.deploy.host.DEFAULT_XNNPACK`).
         download: Let TFDS download a missing dataset.
 
     # Returns
@@ -763,7 +756,7 @@ def evaluate_model(
     # Raises
         ConfigError: missing model file, input shape or class count that does not match
             the dataset; DataError: data not found;
-        `el_larq.lce.DeploymentError`: a file that does not load.
+        `el_larq.safety.DeploymentError`: a file that does not load.
 
     # Example
         ```python
@@ -772,18 +765,22 @@ def evaluate_model(
         print(keras["top1"] - lce["top1"])
         ```
     """
-    from el_larq import lce
-
     if not os.path.exists(path):
         raise ConfigError(f"model file {path} does not exist.")
     if path.endswith(".tflite"):
+        from el_larq.deploy.host import make_interpreter  # LCE: only for a .tflite
+
         with open(path, "rb") as f:
-            interpreter = lce.make_interpreter(f.read(), num_threads=num_threads, kernel=kernel)
+            interpreter = make_interpreter(
+                f.read(), num_threads=num_threads, kernel=kernel, xnnpack=xnnpack
+            )
         input_shape = tuple(interpreter.input_shapes[0][1:])
         classes = interpreter.output_shapes[0][-1]
         predict, kind = interpreter.predict, "lce"
     else:
-        model = lce.load_model(path)
+        from el_larq.deploy.loading import load_model
+
+        model = load_model(path)
         input_shape = tuple(model.inputs[0].shape[1:])
         classes = model.outputs[0].shape[-1]
         predict, kind = (lambda x: model.predict_on_batch(x)), "keras"

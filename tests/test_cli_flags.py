@@ -21,10 +21,12 @@ def run(*argv: str, code: str | None = None) -> subprocess.CompletedProcess:
         ("benchmark", ["--kernel=fast", "a.tflite"]),
         ("to_lce", ["--samples=0", "m.h5"]),
         ("overhead_report", ["--num_threads=-1"]),
+        ("evaluate.py", ["--model=m.h5", "--kernel=fast"]),
     ],
 )
 def test_a_bad_shared_flag_is_one_line_and_runs_nothing(script, args):
-    result = run(f"convert/{script}.py", *args)
+    path = "train/evaluate.py" if script == "evaluate.py" else f"convert/{script}.py"
+    result = run(path, *args)
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"{script}: error: flag {args[0]}: "), result.stderr[-1000:]
@@ -38,8 +40,12 @@ def test_the_xnnpack_default_of_every_tool_is_the_library_constant():
         "import sys, runpy; import el_larq.deploy.host as host; host.DEFAULT_XNNPACK = {};"
         "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
     )
-    for value, shown in ((True, "true"), (False, "false")):
-        result = run("convert/benchmark.py", "--helpfull", code=code.format(value))
+    for script, value, shown in (
+        ("convert/benchmark.py", True, "true"),
+        ("convert/benchmark.py", False, "false"),
+        ("train/evaluate.py", True, "true"),
+    ):
+        result = run(script, "--helpfull", code=code.format(value))
         help_text = " ".join(result.stdout.split())
         assert "--[no]xnnpack: Run float ops through TFLite's XNNPACK delegate" in help_text
         assert f"(default: '{shown}')" in help_text.split("--[no]xnnpack")[1][:200]

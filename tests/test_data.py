@@ -1,28 +1,16 @@
 """el_larq.data: IDX files, Fashion-MNIST discovery, ImageNet and small-image preprocessing."""
 
 import gzip
-import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from helpers import make_idx_dataset
 
 from el_larq import data
 
 MEAN = np.array(data.CHANNEL_MEANS[data.IMAGENET], np.float32)
-
-
-def make_idx_dataset(directory, train=48, test=20, size=28, seed=0):
-    """Fashion-MNIST-like IDX files: class c has brightness ~ c, so a net can learn it."""
-    os.makedirs(directory, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for prefix, n in (("train", train), ("t10k", test)):
-        labels = rng.integers(0, 10, n).astype(np.uint8)
-        images = rng.integers(0, 40, (n, size, size)) + labels[:, None, None] * 20
-        data.write_idx(f"{directory}/{prefix}-images-idx3-ubyte.gz", images.astype(np.uint8))
-        data.write_idx(f"{directory}/{prefix}-labels-idx1-ubyte.gz", labels)
-    return str(directory)
 
 
 def test_idx_round_trip_plain_and_gzip(tmp_path):

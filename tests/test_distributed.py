@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_data import make_idx_dataset
+from helpers import make_idx_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = str(ROOT / "train" / "train.py")

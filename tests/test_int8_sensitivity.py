@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import tensorflow as tf
-from test_data import make_idx_dataset
+from helpers import make_idx_dataset
 
 SCRIPT = Path(__file__).resolve().parents[1] / "convert" / "int8_sensitivity.py"
 

@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from test_data import make_idx_dataset
+from helpers import make_idx_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 MAIN_JOB = str(ROOT / "train" / "main_job.py")

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_data import make_idx_dataset
+from helpers import make_idx_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_STUDY = str(ROOT / "study" / "run_study.py")

@@ -12,7 +12,7 @@ from pathlib import Path
 import h5py
 import pytest
 import tensorflow as tf
-from test_data import make_idx_dataset
+from helpers import make_idx_dataset
 
 from el_larq import data, lce
 

@@ -1,22 +1,24 @@
 """The main job: train an EL model on Fashion-MNIST, convert it to LCE, verify, benchmark.
 
-    ./run.sh demo                                  # set-up, data, then this script
-    python train/main_job.py --model el_resnet26 --width 0.25 --epochs 1
+    el-larq demo --model el_resnet26 --width 0.25 --epochs 1
+    ./run.sh demo                   # in a checkout: set-up, data, then train/main_job.py
 
-Each step is a real run of the project's CLIs (their progress shows as they go):
+Each step is a real run of el-larq's commands (their progress shows as they go):
 
-1. `train/train.py`     trains the model (resumes after a crash; a finished run in
+1. `el-larq train`      trains the model (resumes after a crash; a finished run in
                         the same output folder is reused unless --retrain),
-2. `convert/to_lce.py`  writes `model.tflite`, checks the op census and verifies
+2. `el-larq convert`    writes `model.tflite`, checks the op census and verifies
                         it against Keras on real test images; then again with
                         `--int8_weights`: `model_int8.tflite`, whose float layers
                         (stem, downsample shortcuts, classifier) keep int8 weights
                         (judged by its test-set accuracy in step 3),
-3. `train/evaluate.py`  top-1/top-5 of `model.h5` (Keras) and both flatbuffers (LCE
+3. `el-larq evaluate`   top-1/top-5 of `model.h5` (Keras) and both flatbuffers (LCE
                         interpreter) on the whole Fashion-MNIST test set,
-4. `convert/benchmark.py` host latency of both flatbuffers in LCE's interpreter,
+4. `el-larq benchmark`  host latency of both flatbuffers in LCE's interpreter,
 
-then prints a summary and writes it to `<output_dir>/summary.json`.
+then prints a summary and writes it to `<output_dir>/summary.json`. Outputs go to
+`--output_dir`, by default `runs/main_job/<model>_w<width>_e<epochs>` in the current
+directory.
 """
 
 import json
@@ -27,7 +29,11 @@ import time
 
 from absl import app, flags
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from el_larq import io
+from el_larq.cli import flags_parser
+
+# The name in messages: `main job` (the script), `el-larq demo` (the command).
+PROG = "main job"
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", "el_resnet26", "Zoo model to train (see el_larq.zoo.MODELS).")
 flags.DEFINE_float("width", 0.25, "Channel width multiplier (0.25: stage widths 16-32-64-128).")
@@ -47,11 +53,12 @@ class StepFailed(RuntimeError):
     pass
 
 
-def _step(title: str, script: str, args: list[str]) -> None:
+def _step(title: str, command: str, args: list[str]) -> None:
     print(f"\n==> {title}", flush=True)
-    command = [sys.executable, os.path.join(ROOT, script), *args]
-    print("    $ " + " ".join(command[1:]), flush=True)
-    if subprocess.run(command).returncode != 0:
+    # `python -m el_larq`: the installed package this process runs, wherever it is.
+    argv = [sys.executable, "-m", "el_larq", command, *args]
+    print("    $ el-larq " + " ".join(argv[4:]), flush=True)
+    if subprocess.run(argv).returncode != 0:
         raise StepFailed(f"{title} failed (command above); the files so far are kept.")
 
 
@@ -60,7 +67,7 @@ def _read(path: str) -> dict:
         return json.load(f)
 
 
-def run(out: str) -> dict:
+def _run_job(out: str) -> dict:
     data = [f"--data_dir={FLAGS.data_dir}"] if FLAGS.data_dir else []
     h5, tflite = os.path.join(out, "model.h5"), os.path.join(out, "model.tflite")
     int8 = os.path.join(out, "model_int8.tflite")
@@ -82,11 +89,11 @@ def run(out: str) -> dict:
             args.append(f"--steps_per_epoch={FLAGS.steps_per_epoch}")
         if FLAGS.retrain:
             args.append("--overwrite")
-        _step("1/4 training on Fashion-MNIST", "train/train.py", args)
+        _step("1/4 training on Fashion-MNIST", "train", args)
     train_seconds = time.time() - start
     _step(
         "2/4 converting to LCE, op census and verification on test images",
-        "convert/to_lce.py",
+        "convert",
         [
             h5,
             "-o",
@@ -101,13 +108,13 @@ def run(out: str) -> dict:
     # (docs/deployment.md, 1.1), so this flatbuffer is judged by its test-set top-1 (3/4).
     _step(
         "2/4 converting again with int8 weights in the float layers",
-        "convert/to_lce.py",
+        "convert",
         [h5, "-o", int8, "--int8_weights", "--no-verify"]
         + [f"--json={os.path.join(out, 'convert_int8.json')}"],
     )
     _step(
         "3/4 test-set accuracy: Keras model.h5 vs LCE model.tflite and model_int8.tflite",
-        "train/evaluate.py",
+        "evaluate",
         [
             f"--model={h5}",
             f"--model={tflite}",
@@ -120,7 +127,7 @@ def run(out: str) -> dict:
     )
     _step(
         "4/4 host latency in the LCE interpreter",
-        "convert/benchmark.py",
+        "benchmark",
         [
             tflite,
             int8,
@@ -162,20 +169,21 @@ def _summary(out: str, train_seconds: float) -> dict:
             "tflite_int8": os.path.join(out, "model_int8.tflite"),
         },
     }
-    with open(os.path.join(out, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=1)
+    io.write_atomic(
+        os.path.join(out, "summary.json"), (json.dumps(summary, indent=1) + "\n").encode()
+    )
     return summary
 
 
 def main(argv):
     del argv
     out = FLAGS.output_dir or os.path.join(
-        ROOT, "runs", "main_job", f"{FLAGS.model}_w{FLAGS.width:g}_e{FLAGS.epochs}"
+        "runs", "main_job", f"{FLAGS.model}_w{FLAGS.width:g}_e{FLAGS.epochs}"
     )
     try:
-        s = run(out)
+        s = _run_job(out)
     except StepFailed as error:
-        print(f"\nmain job: {error}", file=sys.stderr)
+        print(f"\n{PROG}: {error}", file=sys.stderr)
         return 1
     differ = round(abs(s["keras_top1"] - s["lce_top1"]) * s["test_examples"])
     print(
@@ -204,5 +212,22 @@ def main(argv):
     return 0
 
 
+def run(argv: list[str] | None = None, prog: str = PROG) -> None:
+    """Run the main job on `argv` (default `sys.argv`) and exit with its status.
+
+    # Arguments
+        argv: The command line, program name first.
+        prog: The name in messages.
+
+    # Example
+        ```python
+        run(["el-larq demo", "--epochs", "1", "--output_dir", "demo"])
+        ```
+    """
+    global PROG
+    PROG = prog
+    app.run(main, argv=argv, flags_parser=lambda args: flags_parser(PROG)(args))
+
+
 if __name__ == "__main__":
-    app.run(lambda argv: sys.exit(main(argv)))
+    run()

@@ -1,7 +1,9 @@
 """Top-1/top-5 accuracy of Keras (.h5) and LCE (.tflite) models on the same dataset split.
 
-    python train/evaluate.py --model runs/fmnist/model.h5 --model runs/fmnist/model.tflite \\
+    el-larq evaluate --model runs/fmnist/model.h5 --model runs/fmnist/model.tflite \\
         --dataset fashion_mnist
+
+(also `python -m el_larq evaluate ...` and, in a checkout, `python train/evaluate.py ...`)
 
 Give a `.h5` and the `.tflite` that `convert/to_lce.py` made from it to see that
 deployment kept the accuracy: both see the same preprocessed images, the `.tflite`
@@ -17,19 +19,21 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # quiet TensorFlow unless as
 from absl import app, flags, logging  # noqa: E402
 
 import el_larq  # noqa: E402,F401  (selects Keras 2 before TensorFlow loads)
-from el_larq import cli, lce, training  # noqa: E402
+from el_larq import io, training  # noqa: E402
+from el_larq.cli import flag_groups, flags_parser  # noqa: E402
+from el_larq.safety import DeploymentError  # noqa: E402
 
+# The name in messages: `evaluate.py` (the script), `el-larq evaluate` (the command).
+PROG = "evaluate.py"
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("model", None, "A .h5 / .keras / SavedModel or .tflite; repeatable.")
-flags.DEFINE_string("dataset", "fashion_mnist", "fashion_mnist, imagenet2012 or a TFDS dataset.")
-flags.DEFINE_string("data_dir", None, "Fashion-MNIST IDX directory or TFDS data directory.")
+flag_groups.define_dataset_flags()
 flags.DEFINE_bool("download", True, "Let TFDS download a missing dataset (--nodownload: never).")
 flags.DEFINE_string("split", None, "Split (default: the dataset's validation or test split).")
 flags.DEFINE_integer("batch_size", 256, "Batch size of the input pipeline.", lower_bound=1)
 flags.DEFINE_integer("max_examples", None, "Evaluate only the first N examples.", lower_bound=1)
-flags.DEFINE_integer("num_threads", 1, "LCE interpreter threads.", lower_bound=1)
-flags.DEFINE_enum("kernel", "indirect_bgemm", lce.KERNELS, "LCE binary-conv kernel.")
-flags.DEFINE_string("json", None, "Also write the results as JSON to this path.")
+flag_groups.define_interpreter_flags()
+flag_groups.define_json_flag()
 flags.mark_flag_as_required("model")
 
 
@@ -39,7 +43,7 @@ def _check_paths(models: list[str], json_path: str | None) -> None:
         if not os.path.exists(path):
             raise training.ConfigError(f"model file {path} does not exist.")
     if json_path:
-        lce.check_writable(json_path)
+        io.check_writable(json_path)
         # A --json that does not exist yet cannot be (a link to) an existing model.
         if os.path.exists(json_path) and any(os.path.samefile(json_path, p) for p in models):
             raise training.ConfigError(f"--json {json_path} is one of the --model files.")
@@ -61,13 +65,12 @@ def main(argv):
                     data_dir=FLAGS.data_dir,
                     batch_size=FLAGS.batch_size,
                     max_examples=FLAGS.max_examples,
-                    num_threads=FLAGS.num_threads,
-                    kernel=FLAGS.kernel,
+                    **flag_groups.interpreter_settings(),
                     download=FLAGS.download,
                 )
             )
-    except (*training.USER_ERRORS, lce.DeploymentError) as error:
-        sys.exit(f"evaluate.py: error: {error}")
+    except (*training.USER_ERRORS, DeploymentError) as error:
+        sys.exit(f"{PROG}: error: {error}")
     width = max(len(r["model"]) for r in results)
     print(f"{'model':<{width}}  format  dataset/split  examples  top-1    top-5")
     for r in results:
@@ -80,8 +83,25 @@ def main(argv):
         delta = results[-1]["top1"] - results[0]["top1"]
         print(f"top-1 difference (last - first): {delta:+.4f}")
     if FLAGS.json:
-        lce.write_atomic(FLAGS.json, (json.dumps(results, indent=1) + "\n").encode())
+        io.write_atomic(FLAGS.json, (json.dumps(results, indent=1) + "\n").encode())
+
+
+def run(argv: list[str] | None = None, prog: str = PROG) -> None:
+    """Run the tool on `argv` (default `sys.argv`) and exit with its status.
+
+    # Arguments
+        argv: The command line, program name first.
+        prog: The name in messages.
+
+    # Example
+        ```python
+        run(["el-larq evaluate", "--model", "m.h5", "--model", "m.tflite"])
+        ```
+    """
+    global PROG
+    PROG = prog
+    app.run(main, argv=argv, flags_parser=lambda args: flags_parser(PROG)(args))
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=cli.flags_parser("evaluate.py"))
+    run()

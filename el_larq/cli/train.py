@@ -1,8 +1,10 @@
 """Train an el-larq zoo model with the paper's recipe.
 
-    python train/train.py --model el_resnet26 --width 0.25 --epochs 2 --output_dir runs/fmnist
-    python train/train.py --recipe el_resnet26 --dataset imagenet2012 --data_dir ~/tfds \\
+    el-larq train --model el_resnet26 --width 0.25 --epochs 2 --output_dir runs/fmnist
+    el-larq train --recipe el_resnet26 --dataset imagenet2012 --data_dir ~/tfds \\
         --strategy mirrored --output_dir runs/imagenet
+
+(also `python -m el_larq train ...` and, in a checkout, `python train/train.py ...`)
 
 Rerunning the same command after a crash resumes the run. See docs/training.md.
 """
@@ -16,13 +18,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # quiet TensorFlow unless as
 from absl import app, flags, logging  # noqa: E402
 
 import el_larq  # noqa: E402,F401  (selects Keras 2 before TensorFlow loads)
-from el_larq import cli, distribute, training  # noqa: E402
+from el_larq import distribute, training  # noqa: E402
+from el_larq.cli import flag_groups, flags_parser  # noqa: E402
 
+# The name in messages: `train.py` (the script), `el-larq train` (the command).
+PROG = "train.py"
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Zoo model name, e.g. el_resnet26 (default el_resnet26).")
 flags.DEFINE_string("recipe", None, "Recipe name (el-larq recipes); explicit flags win.")
-flags.DEFINE_string("dataset", "fashion_mnist", "fashion_mnist, imagenet2012 or a TFDS dataset.")
-flags.DEFINE_string("data_dir", None, "Fashion-MNIST IDX directory or TFDS data directory.")
+flag_groups.define_dataset_flags()
 flags.DEFINE_bool("download", True, "Let TFDS download a missing dataset (--nodownload: never).")
 flags.DEFINE_string("train_split", "train", "Training split.")
 flags.DEFINE_string("eval_split", None, "Evaluation split (default: validation or test).")
@@ -96,10 +100,27 @@ def main(argv):
         )
         metrics = training.train(config, strategy)
     except training.USER_ERRORS as error:
-        sys.exit(f"train.py: error: {error}")
+        sys.exit(f"{PROG}: error: {error}")
     summary = {k: metrics[k] for k in ("val_top1", "val_top5", "val_loss") if k in metrics}
     print(f"done: {metrics['epochs']} epochs, {summary}, outputs in {metrics['output_dir']}")
 
 
+def run(argv: list[str] | None = None, prog: str = PROG) -> None:
+    """Run the tool on `argv` (default `sys.argv`) and exit with its status.
+
+    # Arguments
+        argv: The command line, program name first.
+        prog: The name in messages.
+
+    # Example
+        ```python
+        run(["el-larq train", "--model", "el_resnet18", "--output_dir", "run"])
+        ```
+    """
+    global PROG
+    PROG = prog
+    app.run(main, argv=argv, flags_parser=lambda args: flags_parser(PROG)(args))
+
+
 if __name__ == "__main__":
-    app.run(main, flags_parser=cli.flags_parser("train.py"))
+    run()

@@ -225,6 +225,8 @@ def int8_sensitivity(
     data_dir: str | None = None,
     max_examples: int | None = None,
     num_threads: int = 1,
+    kernel: str = "indirect_bgemm",
+    xnnpack: bool | None = None,
 ) -> list[dict[str, Any]]:
     """Labelled top-1 of a model with each float layer's weights alone stored as int8.
 
@@ -239,6 +241,8 @@ def int8_sensitivity(
         data_dir: Dataset directory.
         max_examples: Evaluate on the first `max_examples` images only.
         num_threads: Interpreter threads.
+        kernel: LCE binary-conv kernel (`el_larq.deploy.host.KERNELS`).
+        xnnpack: Float ops through XNNPACK (None: `el_larq.deploy.host.DEFAULT_XNNPACK`).
 
     # Returns
         Rows `{"variant", "int8_tensors", "bytes", "top1", "top5"}`, Keras first.
@@ -266,7 +270,13 @@ def int8_sensitivity(
 
     def evaluate(path: str) -> dict[str, Any]:
         return training.evaluate_model(
-            path, dataset, data_dir=data_dir, max_examples=max_examples, num_threads=num_threads
+            path,
+            dataset,
+            data_dir=data_dir,
+            max_examples=max_examples,
+            num_threads=num_threads,
+            kernel=kernel,
+            xnnpack=xnnpack,
         )
 
     keras = evaluate(os.fspath(model_path))

@@ -1,0 +1,19 @@
+"""Train an el-larq zoo model with the paper's recipe.
+
+    python train/train.py --model el_resnet26 --width 0.25 --epochs 2 --output_dir runs/fmnist
+    python train/train.py --recipe el_resnet26 --dataset imagenet2012 --data_dir ~/tfds \\
+        --strategy mirrored --output_dir runs/imagenet
+
+Rerunning the same command after a crash resumes the run. The same as `el-larq train`
+(`el_larq.cli.train`); see docs/training.md.
+"""
+
+import os
+
+# Before `el_larq` imports TensorFlow: quiet its C++ logging unless asked.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from el_larq.cli import train  # noqa: E402
+
+if __name__ == "__main__":
+    train.run()
