@@ -5,8 +5,8 @@
 #   ./run.sh test [pytest args]   set up, lint, run the test suite
 #   ./run.sh setup                only create/refresh the virtual environment
 #   ./run.sh data                 only install Fashion-MNIST (Debian's dataset-fashion-mnist)
-# Set-up is idempotent: the venv is rebuilt only when setup.cfg, pyproject.toml or
-# reference-requirements.txt change.
+# Set-up is idempotent: the venv is rebuilt only when a file it installs from changes
+# (setup.cfg, pyproject.toml, constraints.txt, reference-requirements.txt).
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV=${EL_LARQ_VENV:-.venv}
@@ -14,7 +14,7 @@ PY=$VENV/bin/python
 
 setup() {
   local want have=""
-  want=$(cat setup.cfg pyproject.toml reference-requirements.txt | sha256sum | cut -d' ' -f1)
+  want=$(cat setup.cfg pyproject.toml constraints.txt reference-requirements.txt | sha256sum | cut -d' ' -f1)
   [ -f "$VENV/.el-larq-setup" ] && have=$(cat "$VENV/.el-larq-setup")
   if [ "$want" != "$have" ] || ! "$PY" -c "import el_larq" >/dev/null 2>&1; then
     local python=${PYTHON:-python3.11}
@@ -23,12 +23,13 @@ setup() {
       echo "el-larq needs Python 3.11 (TensorFlow 2.19 + larq-compute-engine 0.16 wheels)" >&2
       exit 1
     }
-    echo "==> setting up $VENV (pinned TensorFlow 2.19.1 / tf-keras / larq / LCE; a few minutes)"
+    echo "==> setting up $VENV (TensorFlow / tf-keras / larq / LCE as in constraints.txt; a few minutes)"
     [ -x "$PY" ] || "$python" -m venv "$VENV"
     "$PY" -m pip install -q --upgrade pip
-    "$PY" -m pip install -q -e ".[test]"
+    # The exact known-good versions (constraints.txt) within setup.cfg's ranges.
+    "$PY" -m pip install -q -c constraints.txt -e ".[test,plot]"
     # larq-zoo's QuickNets as reference rows (its own pins conflict: el_larq/reference.py)
-    "$PY" -m pip install -q --no-deps -r reference-requirements.txt
+    "$PY" -m pip install -q --no-deps -c constraints.txt -r reference-requirements.txt
     echo "$want" > "$VENV/.el-larq-setup"
   fi
 }

@@ -11,7 +11,13 @@ import tensorflow as tf
 from el_larq.io import atomic_path
 from el_larq.layers import ElasticLink
 
-__all__ = ["gamma_report", "model_summary", "plot_gamma_report"]
+__all__ = ["MATPLOTLIB_MISSING", "gamma_report", "model_summary", "plot_gamma_report"]
+
+# Plotting is the optional extra `plot`; what to do when it is missing, in one line.
+MATPLOTLIB_MISSING = (
+    "{what} needs matplotlib, which is not installed: pip install 'el-larq[plot]' "
+    "(or pip install matplotlib)"
+)
 
 # Bi-Real Net's FLOPs convention, which the paper uses: a binary MAC costs 1/64 FLOP.
 BINARY_MACS_PER_FLOP = 64
@@ -144,8 +150,14 @@ def plot_gamma_report(report: list[dict[str, Any]], path: str, title: str = "") 
 
     # Returns
         `path`.
+
+    # Raises
+        ImportError: matplotlib is not installed (the `plot` extra).
     """
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError(MATPLOTLIB_MISSING.format(what="plot_gamma_report")) from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import importlib.metadata
+import importlib.util
 import io
 import json
 import math
@@ -41,7 +43,7 @@ import numpy as np
 import tensorflow as tf
 
 from el_larq import data as data_lib
-from el_larq import distribute, run_dir
+from el_larq import distribute, run_dir, summary
 from el_larq.io import atomic_path, write_atomic
 
 __all__ = [
@@ -516,7 +518,13 @@ def _gamma_outputs(model: tf.keras.Model, output_dir: str) -> list[dict[str, Any
 
     report = zoo.gamma_report(model)
     _write_text(os.path.join(output_dir, "gamma_report.json"), json.dumps(report, indent=1))
-    if report:
+    if report and importlib.util.find_spec("matplotlib") is None:
+        # The plot is an optional extra: a finished training run must not fail over it.
+        print(
+            "gamma_report.png skipped: " + summary.MATPLOTLIB_MISSING.format(what="the gamma plot"),
+            file=sys.stderr,
+        )
+    elif report:
         zoo.plot_gamma_report(report, os.path.join(output_dir, "gamma_report.png"))
     return report
 
@@ -533,17 +541,21 @@ def _callbacks(config, chief, schedule, nan_stop, images_per_step):
     ]
 
 
-def _versions() -> dict[str, str]:
-    import larq
-    import larq_compute_engine
-
+def _versions() -> dict[str, str | None]:
     import el_larq
+
+    def installed(distribution: str) -> str | None:
+        # Read from the metadata: training does not import LCE just to name its version.
+        try:
+            return importlib.metadata.version(distribution)
+        except importlib.metadata.PackageNotFoundError:
+            return None
 
     return {
         "python": sys.version.split()[0],
         "tensorflow": tf.__version__,
-        "larq": larq.__version__,
-        "larq_compute_engine": larq_compute_engine.__version__,
+        "larq": installed("larq"),
+        "larq_compute_engine": installed("larq-compute-engine"),
         "el_larq": el_larq.__version__,
     }
 

@@ -11,15 +11,17 @@ the runs' own files.
 """
 
 import csv
+import importlib.util
 import json
 import os
 import statistics
+import sys
 
 from absl import app, flags
 
 import el_larq  # noqa: F401  (Keras 2 before TensorFlow)
 from el_larq.recipes import load_recipe
-from el_larq.summary import plot_gamma_report
+from el_larq.summary import MATPLOTLIB_MISSING, plot_gamma_report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = flags.FLAGS
@@ -201,6 +203,8 @@ def plot_curves(runs: list[dict], recipes: list[str], path: str, title: str) -> 
 
 def main(argv):
     del argv
+    if importlib.util.find_spec("matplotlib") is None:  # before any file is written
+        sys.exit(f"report.py: error: {MATPLOTLIB_MISSING.format(what='the report')}")
     if not os.path.isdir(FLAGS.runs_dir):
         raise app.UsageError(
             f"no study runs in {FLAGS.runs_dir}: run `python study/run_study.py` first."

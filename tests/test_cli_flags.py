@@ -21,7 +21,7 @@ def run(*argv: str, code: str | None = None) -> subprocess.CompletedProcess:
         ("benchmark", ["--kernel=fast", "a.tflite"]),
         ("to_lce", ["--samples=0", "m.h5"]),
         ("overhead_report", ["--num_threads=-1"]),
-        ("evaluate.py", ["--model=m.h5", "--kernel=fast"]),
+        ("evaluate.py", ["--kernel=fast", "--model=m.h5"]),
     ],
 )
 def test_a_bad_shared_flag_is_one_line_and_runs_nothing(script, args):
