@@ -6,7 +6,7 @@
 Converts the trained Keras model with LCE and evaluates, on the dataset's evaluation split
 (labelled top-1 / top-5): Keras, the float32 flatbuffer, every float layer's weights as
 int8, `--int8_weights`' default choice, and each float layer's weights alone as int8
-(`el_larq.lce.int8_sensitivity`). See docs/deployment.md, section 1.1.
+(`el_larq.deploy.int8.int8_sensitivity`). See docs/deployment.md, section 1.1.
 """
 
 import os

@@ -4,7 +4,7 @@
         [--paths=default,xnnpack] [--models=...] [--json=overhead.json] [--save_dir=DIR]
 
 One run builds the zoo models below at 224 px (ImageNet stem, 1000 classes, BatchNorm
-statistics as after training: `el_larq.profile.as_if_trained`), converts them with LCE
+statistics as after training: `el_larq.deploy.profile.as_if_trained`), converts them with LCE
 (EL-ResNet50 also with int8 weights in its float layers, as `convert/to_lce.py
 --int8_weights` writes it), adds larq-zoo's QuickNets when larq-zoo is installed
 (`el_larq.reference`), and prints side by side: FLOPs as in the paper, flatbuffer sizes,
@@ -21,7 +21,6 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # quiet TensorFlow's C++ logging
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 from el_larq import lce  # noqa: E402  (first: selects Keras 2 before TensorFlow loads)
 

@@ -295,7 +295,7 @@ class BinaryDepthwiseConv2D(lq.layers.QuantDepthwiseConv2D):
     """A binarized depthwise convolution (`ste_sign` input and kernel, `pad_values=1`).
 
     Larq Compute Engine has no binary depthwise kernel: this layer converts to a
-    float `DEPTHWISE_CONV_2D` on +-1 values (see `el_larq.lce`). It is what
+    float `DEPTHWISE_CONV_2D` on +-1 values (see `el_larq.deploy.census`). It is what
     binarized MobileNet uses for its depthwise convs.
 
     # Arguments

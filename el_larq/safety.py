@@ -410,7 +410,7 @@ def check_model_file(path: str | os.PathLike, *, allow_unsafe: bool = False) -> 
     """Read and check a saved Keras model's config before anything loads the model.
 
     Call this before `tf.keras.models.load_model` or `model.load_weights` on a file from
-    a user (teacher models, initial weights, ...): `el_larq.lce.load_model` does.
+    a user (teacher models, initial weights, ...): `el_larq.deploy.loading.load_model` does.
 
     # Arguments
         path: A `.h5` file, a `.keras` archive or a SavedModel directory.

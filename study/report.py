@@ -12,6 +12,7 @@ the runs' own files.
 
 import csv
 import importlib.util
+import io
 import json
 import os
 import statistics
@@ -20,6 +21,7 @@ import sys
 from absl import app, flags
 
 import el_larq  # noqa: F401  (Keras 2 before TensorFlow)
+from el_larq.io import write_atomic
 from el_larq.recipes import load_recipe
 from el_larq.summary import MATPLOTLIB_MISSING, plot_gamma_report
 
@@ -201,6 +203,10 @@ def plot_curves(runs: list[dict], recipes: list[str], path: str, title: str) -> 
     return True
 
 
+def _write(path: str, text: str) -> None:
+    write_atomic(path, text.encode())  # a report is complete or not there
+
+
 def main(argv):
     del argv
     if importlib.util.find_spec("matplotlib") is None:  # before any file is written
@@ -211,13 +217,14 @@ def main(argv):
         )
     runs = collect(FLAGS.runs_dir)
     os.makedirs(FLAGS.out_dir, exist_ok=True)
-    with open(os.path.join(FLAGS.out_dir, "runs.csv"), "w", newline="") as f:
-        fields = ["recipe", "seed", "test_top1", "test_top5", "examples", "wall_seconds"]
-        writer = csv.DictWriter(f, fields, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(runs)
-    with open(os.path.join(FLAGS.out_dir, "curves.json"), "w") as f:
-        json.dump({f"{r['recipe']}_s{r['seed']}": r["curve"] for r in runs}, f, indent=0)
+    rows = io.StringIO(newline="")
+    fields = ["recipe", "seed", "test_top1", "test_top5", "examples", "wall_seconds"]
+    writer = csv.DictWriter(rows, fields, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(runs)
+    _write(os.path.join(FLAGS.out_dir, "runs.csv"), rows.getvalue())
+    curves = {f"{r['recipe']}_s{r['seed']}": r["curve"] for r in runs}
+    _write(os.path.join(FLAGS.out_dir, "curves.json"), json.dumps(curves, indent=0))
     report = (
         table(runs)
         + "\n## The paper's orderings\n\n"
@@ -227,8 +234,7 @@ def main(argv):
         + "\n## EL-ResNet26 gammas after training\n\n"
         + gamma_trend(runs)
     )
-    with open(os.path.join(FLAGS.out_dir, "table.md"), "w") as f:
-        f.write(report)
+    _write(os.path.join(FLAGS.out_dir, "table.md"), report)
     plot_curves(
         runs,
         ["binary_mobilenet", "el_mobilenet", "mobilenet"],
@@ -248,8 +254,10 @@ def main(argv):
                 os.path.join(FLAGS.out_dir, "gamma_el_resnet26.png"),
                 "EL-ResNet26 gamma after the Fashion-MNIST study run (seed 0)",
             )
-            with open(os.path.join(FLAGS.out_dir, "gamma_el_resnet26.json"), "w") as f:
-                json.dump(run["gamma"], f, indent=1)
+            _write(
+                os.path.join(FLAGS.out_dir, "gamma_el_resnet26.json"),
+                json.dumps(run["gamma"], indent=1),
+            )
     print(report)
     print(f"{len(runs)} finished runs -> {FLAGS.out_dir}")
 

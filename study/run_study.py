@@ -27,6 +27,7 @@ from absl import app, flags
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # quiet TensorFlow (el_larq imports it)
 
 from el_larq import cli  # noqa: E402
+from el_larq.io import write_atomic  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -245,17 +246,13 @@ def run_one(recipe: str, seed: str) -> str:
                     return f"TRAINING FAILED (see {out}/log.txt)"
                 if _run(evaluate(model, final), log) != 0:
                     return f"EVALUATION FAILED (see {out}/log.txt)"
-                with open(os.path.join(out, "study.json"), "w") as f:
-                    json.dump(
-                        {
-                            "recipe": recipe,
-                            "seed": int(seed),
-                            "study_recipe": study_recipe(),
-                            "wall_seconds": round(time.time() - start, 1),
-                        },
-                        f,
-                        indent=1,
-                    )
+                record = {
+                    "recipe": recipe,
+                    "seed": int(seed),
+                    "study_recipe": study_recipe(),
+                    "wall_seconds": round(time.time() - start, 1),
+                }
+                write_atomic(os.path.join(out, "study.json"), json.dumps(record, indent=1).encode())
             if lce_due:
                 if _run(convert, log) != 0:
                     return f"LCE CONVERSION FAILED (see {out}/log.txt)"

@@ -49,7 +49,7 @@ flags.DEFINE_bool(
     "profile",
     False,
     "Also print a per-op profile of each model (host: every op timed on its own with the "
-    "real shapes and values, el_larq.profile; docs/deployment.md).",
+    "real shapes and values, el_larq.deploy.profile; docs/deployment.md).",
 )
 flags.DEFINE_string("profile_json", None, "Write the per-op profiles as JSON to this path.")
 
@@ -132,7 +132,7 @@ def benchmark(paths: list[Path]) -> int:
         raise lce.DeploymentError(
             "--profile runs on the host; on a device, run lce_benchmark_model with "
             "--enable_op_profiling=true and read its output with "
-            "el_larq.profile.parse_op_profile"
+            "el_larq.deploy.profile.parse_op_profile"
         )
     rows = _host(paths) if FLAGS.device == "host" else _device(paths)
     if not rows:  # dry run
