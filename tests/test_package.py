@@ -104,6 +104,9 @@ def test_wheel_gives_recipes_and_commands_and_converts_from_elsewhere(installed,
     census = json.loads((work / "report.json").read_text())["census"]
     assert census["ops"]["LceBconv2d"] == 16 and not census["fallback"]
     assert sorted(os.listdir(work)) == ["m.h5", "m.tflite", "report.json"]
+    timed = run([bin_dir / "el-larq", "benchmark", "m.tflite", "--num_runs", 2], work, env)
+    assert timed.returncode == 0, timed.stderr[-2000:]
+    assert "| m | host " in timed.stdout
 
     # `python -m el_larq` is the same command; outputs go where the user says.
     out = tmp_path / "elsewhere"

@@ -1,4 +1,11 @@
-"""What the command-line tools share: user mistakes as one line, `tool: error: ...`."""
+"""el-larq's command-line tools: one module per command, each with `run(argv, prog)`.
+
+`el_larq.cli.main` is the `el-larq` command (and `python -m el_larq`) that dispatches to
+`train`, `evaluate`, `convert`, `benchmark` (also `profile`), `demo` and `recipes`; the
+scripts in the checkout's `train/` and `convert/` call the same modules. The tools only
+parse flags, call the library and print. Shared here: user mistakes as one line,
+`tool: error: ...` (`flags_parser`), and the flag groups (`el_larq.cli.flag_groups`).
+"""
 
 from __future__ import annotations
 

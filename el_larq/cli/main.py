@@ -72,9 +72,12 @@ def main(argv: list[str] | None = None) -> None:
     command = argv[1]
     if command not in COMMANDS:
         sys.exit(f"el-larq: error: unknown command '{command}'; commands: {', '.join(COMMANDS)}")
-    module, extra, _ = COMMANDS[command]
+    name, extra, _ = COMMANDS[command]
     prog = f"el-larq {command}"
-    importlib.import_module(module).run([prog, *extra, *argv[2:]], prog=prog)
+    module = importlib.import_module(name)
+    # absl's --help shows the __main__ module's docstring: the command's, not this one's.
+    sys.modules["__main__"].__doc__ = module.__doc__
+    module.run([prog, *extra, *argv[2:]], prog=prog)
 
 
 if __name__ == "__main__":
