@@ -190,34 +190,9 @@ def plot_gamma_report(report: list[dict[str, Any]], path: str, title: str = "") 
     return path
 
 
-def summary_table(names: list[str] | None = None, input_shape=(224, 224, 3)) -> str:
-    """A Markdown table of `model_summary` for zoo models (all by default) at `input_shape`.
-
-    # Arguments
-        names: Zoo model names; None for every model in `el_larq.zoo.MODELS`.
-        input_shape: Input of the built models.
-
-    # Returns
-        The table as a string. `python -m el_larq.summary` prints it for 224 px.
-    """
-    from el_larq.zoo import MODELS
-
-    rows = [
-        "| model | params (M) | binary MACs (M) | float MACs (M) | binary-MAC ratio "
-        "| EL ops (M) | Squeeze sums (M) | FLOPs, Bi-Real convention (M) | gamma |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for name in names or list(MODELS):
-        s = model_summary(MODELS[name](input_shape=input_shape))
-        rows.append(
-            f"| {name} | {s['params'] / 1e6:.2f} | {s['binary_macs'] / 1e6:.0f} "
-            f"| {s['float_macs'] / 1e6:.0f} | {s['binary_mac_ratio']:.3f} "
-            f"| {s['el_ops'] / 1e6:.2f} | {s['squeeze_ops'] / 1e6:.2f} | {s['flops'] / 1e6:.0f} "
-            f"| {s['gammas']} |"
-        )
-        tf.keras.backend.clear_session()
-    return "\n".join(rows)
-
-
 if __name__ == "__main__":
+    # `python -m el_larq.summary`: the zoo's table (the zoo imports this module, not the
+    # other way round).
+    from el_larq.zoo import summary_table
+
     print(summary_table())

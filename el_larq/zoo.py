@@ -38,8 +38,16 @@ import tensorflow as tf
 
 from el_larq.layers import el_conv
 
+# Introspection lives in el_larq.summary (which does not import the zoo); re-exported here
+# because zoo users reach for it.
+from el_larq.summary import gamma_report, model_summary, plot_gamma_report
+
 __all__ = [
     "MODELS",
+    "gamma_report",
+    "model_summary",
+    "plot_gamma_report",
+    "summary_table",
     "bireal_resnet18",
     "bireal_resnet26",
     "bireal_resnet34",
@@ -562,7 +570,33 @@ def get_model(name: str, **kwargs: Any) -> tf.keras.Model:
     return MODELS[name](**kwargs)
 
 
-# Introspection lives in el_larq.summary; re-exported here because zoo users reach for it.
-from el_larq.summary import gamma_report, model_summary, plot_gamma_report  # noqa: E402
+def summary_table(names: list[str] | None = None, input_shape=(224, 224, 3)) -> str:
+    """A Markdown table of `model_summary` for zoo models (all by default) at `input_shape`.
 
-__all__ += ["gamma_report", "model_summary", "plot_gamma_report"]
+    # Arguments
+        names: Zoo model names; None for every model in `el_larq.zoo.MODELS`.
+        input_shape: Input of the built models.
+
+    # Returns
+        The table as a string. `python -m el_larq.summary` prints it for 224 px.
+
+    # Example
+        ```python
+        print(summary_table(["el_resnet18", "bireal_resnet18"]))
+        ```
+    """
+    rows = [
+        "| model | params (M) | binary MACs (M) | float MACs (M) | binary-MAC ratio "
+        "| EL ops (M) | Squeeze sums (M) | FLOPs, Bi-Real convention (M) | gamma |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name in names or list(MODELS):
+        s = model_summary(MODELS[name](input_shape=input_shape))
+        rows.append(
+            f"| {name} | {s['params'] / 1e6:.2f} | {s['binary_macs'] / 1e6:.0f} "
+            f"| {s['float_macs'] / 1e6:.0f} | {s['binary_mac_ratio']:.3f} "
+            f"| {s['el_ops'] / 1e6:.2f} | {s['squeeze_ops'] / 1e6:.2f} | {s['flops'] / 1e6:.0f} "
+            f"| {s['gammas']} |"
+        )
+        tf.keras.backend.clear_session()
+    return "\n".join(rows)
