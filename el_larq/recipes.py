@@ -19,7 +19,14 @@ import tensorflow as tf
 
 from el_larq.zoo import get_model
 
-__all__ = ["RECIPES_DIR", "build_recipe", "list_recipes", "load_recipe", "validate_recipe"]
+__all__ = [
+    "PAPER_TRAINING",
+    "RECIPES_DIR",
+    "build_recipe",
+    "list_recipes",
+    "load_recipe",
+    "validate_recipe",
+]
 
 # The recipes are package data, read through importlib.resources (so they are found in
 # any install, also a zipped one); EL_LARQ_RECIPES points at another directory instead,
@@ -41,7 +48,7 @@ _TOP_LEVEL = {
     "model": (_STR, True),
     "model_kwargs": ((dict, "a mapping"), True),
     "paper": ((list, "a list"), True),
-    "training": ((dict, "a mapping"), True),
+    "training": ((dict, "a mapping"), False),
 }
 _PAPER_ROW = {
     "table": (_STR, True),
@@ -57,6 +64,18 @@ _TRAINING = {
     "lr_decay_epochs_fraction": ((list, "a list of numbers"), False),
     "lr_decay_factor": (_NUMBER, False),
     "input_size": (_INT, False),
+}
+# The paper's training recipe ("Training Details"), shared by every recipe; a recipe's own
+# `training` mapping overrides single values.
+PAPER_TRAINING: dict[str, Any] = {
+    "optimizer": "adam",
+    "learning_rate": 0.001,
+    "weight_decay": 0.0,
+    "epochs": 100,
+    "batch_size": 256,
+    "lr_decay_epochs_fraction": [0.5, 0.8],
+    "lr_decay_factor": 0.1,
+    "input_size": 224,
 }
 # Training values that must be above zero.
 _POSITIVE = {"learning_rate", "epochs", "batch_size", "lr_decay_factor", "input_size"}
@@ -85,7 +104,8 @@ def load_recipe(name: str) -> dict[str, Any]:
 
     # Returns
         A dict with keys `name`, `description`, `model` (a zoo name), `model_kwargs`,
-        `paper` (a list of `{table, row, imagenet_top1}`) and `training`.
+        `paper` (a list of `{table, row, imagenet_top1}`) and `training`
+        (`PAPER_TRAINING` with the file's own `training` values over it).
 
     # Raises
         ValueError: unknown name (the message lists the valid ones), or a file that is not
@@ -111,7 +131,7 @@ def load_recipe(name: str) -> dict[str, Any]:
     except OSError as error:
         raise ValueError(f"cannot read recipe file {path}: {error.strerror or error}") from error
     validate_recipe(recipe, str(path))
-    return recipe
+    return {**recipe, "training": {**PAPER_TRAINING, **recipe.get("training", {})}}
 
 
 def _type_name(value: Any) -> str:
@@ -178,7 +198,7 @@ def validate_recipe(recipe: Any, where: str = "recipe") -> None:
                 f"Recipe file {where}: model_kwargs.{key} must be a boolean, number or "
                 f"string, got {_type_name(value)}."
             )
-    training = recipe["training"]
+    training = recipe.get("training", {})
     _check_mapping(training, _TRAINING, where, "training.")
     for key in _POSITIVE & set(training):
         if not training[key] > 0:

@@ -73,3 +73,18 @@ def test_recipe_file_that_is_not_a_mapping_or_not_json(tmp_path, monkeypatch):
 @pytest.mark.parametrize("name", recipes.list_recipes())
 def test_every_zoo_recipe_passes_the_schema(name):
     recipes.validate_recipe(recipes.load_recipe(name), name)
+
+
+def test_recipes_share_the_paper_training_and_override_single_values(tmp_path, monkeypatch):
+    # The shipped files hold no training block: every one uses the paper's recipe.
+    for path in recipes.RECIPES_DIR.iterdir():
+        if path.name.endswith(".json"):
+            assert "training" not in json.loads(path.read_text()), path.name
+    assert GOOD["training"] == recipes.PAPER_TRAINING
+    mine = {key: value for key, value in GOOD.items() if key != "training"}
+    mine["training"] = {"epochs": 3}
+    (tmp_path / "short.json").write_text(json.dumps(mine))
+    monkeypatch.setattr(recipes, "RECIPES_DIR", tmp_path)
+    training = recipes.load_recipe("short")["training"]
+    assert training == {**recipes.PAPER_TRAINING, "epochs": 3}
+    assert recipes.PAPER_TRAINING["epochs"] == 100  # the shared values are not changed

@@ -397,7 +397,7 @@ def test_failed_run_in_an_existing_directory_is_marked_and_needs_overwrite(idx_d
 
 def test_bad_recipe_file_is_one_line_naming_the_key(tmp_path, idx_dir):
     recipe = json.loads((ROOT / "el_larq" / "recipe_files" / "el_resnet18.json").read_text())
-    recipe["training"]["epochs"] = "100"
+    recipe.setdefault("training", {})["epochs"] = "100"
     (tmp_path / "mine.json").write_text(json.dumps(recipe))
     line = _bad(tmp_path, idx_dir, "--recipe", "mine", env={"EL_LARQ_RECIPES": str(tmp_path)})
     assert line == (
