@@ -28,14 +28,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # quiet TensorFlow's C++ log
 
 from absl import app, flags  # noqa: E402
 
-from el_larq import io, lce  # noqa: E402  (el_larq before TensorFlow: selects Keras 2)
+from el_larq import io, safety  # noqa: E402  (el_larq before TensorFlow: selects Keras 2)
 from el_larq.cli import flag_groups, flags_parser  # noqa: E402
-from el_larq.deploy import profile  # noqa: E402
+from el_larq.deploy import device, host, profile  # noqa: E402
+from el_larq.safety import DeploymentError  # noqa: E402
 
 # The name in messages: `benchmark` (the script), `el-larq benchmark` (the command).
 PROG = "benchmark"
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("device", "host", ["host", *lce.DEVICE_MODES], "Where to run.")
+flags.DEFINE_enum("device", "host", ["host", *device.DEVICE_MODES], "Where to run.")
 flags.DEFINE_integer("num_runs", 50, "Timed runs per model.", lower_bound=1)
 flags.DEFINE_integer("warmup_runs", 5, "Untimed runs per model first (host).", lower_bound=0)
 flags.DEFINE_string("binary", "lce_benchmark_model", "Device: path of lce_benchmark_model.")
@@ -66,12 +67,12 @@ def _labels(paths: list[Path]) -> list[str]:
     return labels
 
 
-def _host(paths: list[Path]) -> list[lce.Latency]:
+def _host(paths: list[Path]) -> list[host.Latency]:
     flatbuffers = {
-        label: lce.safety.read_flatbuffer(path)
+        label: safety.read_flatbuffer(path)
         for label, path in zip(_labels(paths), paths, strict=True)
     }
-    results = lce.host_latency(
+    results = host.host_latency(
         flatbuffers,
         num_runs=FLAGS.num_runs,
         warmup_runs=FLAGS.warmup_runs,
@@ -93,10 +94,10 @@ def _host_profiles(paths: list[Path]) -> list[profile.Profile]:
     ]
 
 
-def _device(paths: list[Path]) -> list[lce.Latency]:
+def _device(paths: list[Path]) -> list[host.Latency]:
     rows = []
     for label, path in zip(_labels(paths), paths, strict=True):
-        commands = lce.device_commands(
+        commands = device.device_commands(
             str(path),
             mode=FLAGS.device,
             binary=FLAGS.binary,
@@ -109,27 +110,29 @@ def _device(paths: list[Path]) -> list[lce.Latency]:
         if FLAGS.dry_run:
             print("\n".join(shlex.join(argv) for argv in commands))
             continue
-        timings = lce.run_device_benchmark(commands)
+        timings = device.run_device_benchmark(commands)
         where = f"device ({FLAGS.device}{' ' + FLAGS.host if FLAGS.host else ''})"
-        rows.append(lce.device_latency(label, timings, where=where, num_threads=FLAGS.num_threads))
+        rows.append(
+            device.device_latency(label, timings, where=where, num_threads=FLAGS.num_threads)
+        )
     return rows
 
 
 def benchmark(paths: list[Path]) -> int:
     for path in paths:
         if not path.is_file():
-            raise lce.DeploymentError(f"{path}: no such file")
+            raise DeploymentError(f"{path}: no such file")
         if FLAGS.device != "host":  # the host run validates while reading
-            lce.safety.read_flatbuffer(path)  # a device would crash on a corrupt file
+            safety.read_flatbuffer(path)  # a device would crash on a corrupt file
     # Before anything runs: no output may replace a model or another output.
-    lce.safety.check_outputs(paths, {"--json": FLAGS.json, "--profile_json": FLAGS.profile_json})
+    safety.check_outputs(paths, {"--json": FLAGS.json, "--profile_json": FLAGS.profile_json})
     for output in (FLAGS.json, FLAGS.profile_json):
         if output:
             io.check_writable(output)
     if FLAGS.profile_json and not FLAGS.profile:
-        raise lce.DeploymentError("--profile_json needs --profile")
+        raise DeploymentError("--profile_json needs --profile")
     if FLAGS.profile and FLAGS.device != "host":
-        raise lce.DeploymentError(
+        raise DeploymentError(
             "--profile runs on the host; on a device, run lce_benchmark_model with "
             "--enable_op_profiling=true and read its output with "
             "el_larq.deploy.profile.parse_op_profile"
@@ -137,7 +140,7 @@ def benchmark(paths: list[Path]) -> int:
     rows = _host(paths) if FLAGS.device == "host" else _device(paths)
     if not rows:  # dry run
         return 0
-    print(lce.LATENCY_HEADER)
+    print(host.LATENCY_HEADER)
     print("\n".join(row.row() for row in rows))
     if FLAGS.json:
         payload = [dataclasses.asdict(row) for row in rows]
@@ -157,7 +160,7 @@ def main(argv: list[str]) -> int:
         sys.exit(f"{PROG}: error: expected one or more .tflite paths")
     try:
         return benchmark([Path(arg) for arg in argv[1:]])
-    except lce.DeploymentError as error:
+    except DeploymentError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 1
 

@@ -22,9 +22,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # quiet TensorFlow's C++ log
 
 from absl import app, flags  # noqa: E402
 
-from el_larq import lce  # noqa: E402  (el_larq before TensorFlow: selects Keras 2)
-from el_larq.cli import flag_groups, flags_parser  # noqa: E402
-from el_larq.deploy import pipeline  # noqa: E402
+from el_larq.cli import flag_groups, flags_parser  # noqa: E402  (el_larq first: Keras 2)
+from el_larq.deploy import census, int8, pipeline, verification  # noqa: E402
+from el_larq.safety import DeploymentError  # noqa: E402
 
 # The name in messages: `to_lce` (the script), `el-larq convert` (the command).
 PROG = "to_lce"
@@ -43,7 +43,7 @@ flags.DEFINE_bool(
 )
 flags.DEFINE_integer(
     "int8_min_elements",
-    lce.INT8_MIN_ELEMENTS,
+    int8.INT8_MIN_ELEMENTS,
     "With --int8_weights: weight tensors with fewer values stay float32 (0: quantize all).",
     lower_bound=0,
 )
@@ -63,17 +63,17 @@ flags.DEFINE_float(
     "rtol",
     None,
     "Verification: mean |keras - lce| must be <= rtol * max |keras output| "
-    f"(default {lce.DEFAULT_RTOL}, with --int8_weights {lce.DEFAULT_RTOL_INT8}).",
+    f"(default {verification.DEFAULT_RTOL}, with --int8_weights {verification.DEFAULT_RTOL_INT8}).",
 )
 flags.DEFINE_float(
     "min_top1",
     None,
     f"Verification: smallest allowed top-1 agreement (classifiers; default "
-    f"{lce.DEFAULT_MIN_TOP1}, with --int8_weights {lce.DEFAULT_MIN_TOP1_INT8}).",
+    f"{verification.DEFAULT_MIN_TOP1}, with --int8_weights {verification.DEFAULT_MIN_TOP1_INT8}).",
 )
 flags.DEFINE_float(
     "max_top1_drop",
-    lce.DEFAULT_MAX_TOP1_DROP,
+    verification.DEFAULT_MAX_TOP1_DROP,
     "Verification with --dataset: the flatbuffer's labelled top-1 may be at most this much "
     "(a fraction) below Keras's.",
     lower_bound=0,
@@ -91,9 +91,9 @@ def _warn(message: str) -> None:
 def _print(report: pipeline.ConversionReport) -> None:
     """Everything the pipeline found, in the order it found it."""
     if report.int8_weights and report.census is not None:
-        print(lce.format_quantized(report.quantized))
+        print(int8.format_quantized(report.quantized))
     if report.census is not None:
-        print(lce.format_census(report.census))
+        print(census.format_census(report.census))
     for warning in report.warnings:
         _warn(warning)
     if report.verification is not None:
@@ -141,7 +141,7 @@ def main(argv: list[str]) -> int:
         sys.exit(f"{PROG}: error: expected one model path: {PROG} model.h5 [-o out.tflite]")
     try:
         return convert(Path(argv[1]))
-    except lce.DeploymentError as error:
+    except DeploymentError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 1
 
