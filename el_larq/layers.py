@@ -194,20 +194,37 @@ class ElasticLink(tf.keras.layers.Layer):
         }
 
 
-def _activation_scale(inputs: tf.Tensor, kernel_size, strides, padding: str) -> tf.Tensor:
+def _activation_scale(
+    inputs: tf.Tensor, kernel_size, strides, padding: str, training=None
+) -> tf.Tensor:
     """XNOR-Net's K: `avg_pool_{k x k, s}(mean_c |x|)`, shape `(batch, Ho, Wo, 1)`.
 
     With `"same"` padding the average is over the valid input positions only
     (TensorFlow's `avg_pool2d`), so border outputs are not shrunk by the padding.
 
-    `mean_c |x|` is computed as `2 mean_c relu(x) - mean_c x` (`|x| = 2 relu(x) - x`):
-    the same values up to float rounding, but TFLite's builtin `ABS` kernel is about 20x
-    slower than `RELU` + `MEAN` on the default (non-XNNPACK) path, and it was half of an
-    EL-ResNet's latency (docs/deployment.md, "Fast inference"). A 1x1 stride-1 pool is the
-    identity and is left out rather than left for the converter to copy.
+    Two forms of `mean_c |x|`, equal up to float rounding and with the same gradient:
+    `mean_c |x|` in training, and `2 mean_c relu(x) - mean_c x` (`|x| = 2 relu(x) - x`)
+    otherwise, i.e. in the graph that is converted for deployment. TFLite's builtin `ABS`
+    kernel is about 20x slower than `RELU` + `MEAN` on the interpreter's default path and
+    was half of an EL-ResNet50's latency; in training TensorFlow's `Abs` is one fast op
+    whose gradient is one op too (docs/deployment.md, section 3; docs/training.md). A 1x1
+    stride-1 pool is the identity and is left out rather than left for the converter to
+    copy.
     """
-    magnitude = 2.0 * tf.reduce_mean(tf.nn.relu(inputs), axis=-1, keepdims=True)
-    magnitude = magnitude - tf.reduce_mean(inputs, axis=-1, keepdims=True)
+
+    def magnitude_for_training():
+        return tf.reduce_mean(tf.abs(inputs), axis=-1, keepdims=True)
+
+    def magnitude_for_inference():
+        relu_mean = tf.reduce_mean(tf.nn.relu(inputs), axis=-1, keepdims=True)
+        return 2.0 * relu_mean - tf.reduce_mean(inputs, axis=-1, keepdims=True)
+
+    if training is None or isinstance(training, bool):
+        magnitude = magnitude_for_training() if training else magnitude_for_inference()
+    else:  # a symbolic learning phase
+        magnitude = tf.cond(
+            tf.cast(training, tf.bool), magnitude_for_training, magnitude_for_inference
+        )
     if tuple(kernel_size) == (1, 1) and tuple(strides) == (1, 1):
         return magnitude
     return tf.nn.avg_pool2d(magnitude, kernel_size, strides, padding=padding.upper())
@@ -275,10 +292,12 @@ class BinaryConv2D(lq.layers.QuantConv2D):
     def build(self, input_shape: tf.TensorShape) -> None:
         super().build(_check_4d(type(self).__name__, input_shape))
 
-    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+    def call(self, inputs: tf.Tensor, training=None) -> tf.Tensor:
         outputs = super().call(inputs)
         if self.activation_scaling:
-            scale = _activation_scale(inputs, self.kernel_size, self.strides, self.padding)
+            scale = _activation_scale(
+                inputs, self.kernel_size, self.strides, self.padding, training=training
+            )
             outputs = outputs * tf.cast(scale, outputs.dtype)
         return outputs
 

@@ -185,6 +185,23 @@ def test_activation_scaling_equals_the_abs_formulation_in_keras_and_lce(k, s):
     np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-4)
 
 
+def test_activation_scaling_forms_of_training_and_inference_agree_with_their_gradients():
+    """Training uses `mean |x|`, inference (what is converted) `2 mean relu - mean`."""
+    x = tf.constant(RNG.normal(size=(2, 7, 7, 32)).astype(np.float32))
+    layer = BinaryConv2D(16, 3, strides=2, activation_scaling=True)
+    weights = tf.constant(RNG.normal(size=(2, 4, 4, 16)).astype(np.float32))
+    results = {}
+    for training in (True, False, tf.constant(True), tf.constant(False)):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(layer(x, training=training) * weights)
+        results[str(training)] = (loss.numpy(), tape.gradient(loss, x).numpy())
+    reference_loss, reference_grad = results["True"]
+    for loss, grad in results.values():
+        np.testing.assert_allclose(loss, reference_loss, rtol=1e-5)
+        np.testing.assert_allclose(grad, reference_grad, rtol=1e-4, atol=1e-5)
+
+
 def test_binary_conv_matches_sign_conv_with_one_padding():
     x = RNG.normal(size=(1, 5, 5, 3)).astype(np.float32)
     layer = BinaryConv2D(2, 3)
