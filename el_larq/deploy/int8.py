@@ -144,21 +144,21 @@ def quantize_weights(
                 reason = "reads the model input"
             elif weights.size < min_elements:
                 reason = f"{weights.size} < {min_elements} weights"
+            record = QuantizedWeight(
+                op=op_name,
+                tensor=name,
+                shape=tuple(int(d) for d in tensor.shape),
+                float32_bytes=weights.nbytes,
+                int8_bytes=weights.nbytes,
+                max_abs_error=0.0,
+                int8=False,
+                reason=reason,
+            )
+            quantized.append(record)
             if reason:
-                quantized.append(
-                    QuantizedWeight(
-                        op=op_name,
-                        tensor=name,
-                        shape=tuple(int(d) for d in tensor.shape),
-                        float32_bytes=weights.nbytes,
-                        int8_bytes=weights.nbytes,
-                        max_abs_error=0.0,
-                        int8=False,
-                        reason=reason,
-                    )
-                )
                 continue
             values, scale, error = _int8_symmetric(weights, axis)
+            record.int8, record.int8_bytes, record.max_abs_error = True, values.nbytes, error
             if uses[tensor.buffer] > 1:  # a constant shared with another tensor: keep it
                 model.buffers.append(tflite_schema.BufferT())
                 tensor.buffer, buffer = len(model.buffers) - 1, model.buffers[-1]
@@ -169,16 +169,6 @@ def quantize_weights(
             tensor.quantization.zeroPoint = [0] * scale.size
             tensor.quantization.quantizedDimension = 0 if axis is None else axis
             versions[op.opcodeIndex] = max(versions.get(op.opcodeIndex, code.version), version)
-            quantized.append(
-                QuantizedWeight(
-                    op=op_name,
-                    tensor=name,
-                    shape=tuple(int(d) for d in tensor.shape),
-                    float32_bytes=weights.nbytes,
-                    int8_bytes=values.nbytes,
-                    max_abs_error=error,
-                )
-            )
     if not any(weight.int8 for weight in quantized):
         return flatbuffer, quantized
     # An op code is shared by all ops of its type; a type is either all hybrid here or
