@@ -17,6 +17,7 @@ numbers need lce_benchmark_model (convert/benchmark.py --device).
 
 import dataclasses
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -324,7 +325,7 @@ def main(argv: list[str]) -> int:
     results = _convert_all()
     if FLAGS.save_dir:
         for label, result in results.items():
-            stem = "".join(c if c.isalnum() else "_" for c in label.lower()).strip("_")
+            stem = re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")  # resnet50_float
             path = Path(FLAGS.save_dir) / f"{stem}_{FLAGS.image_size}.tflite"
             io.write_atomic(path, result["flatbuffer"])
     flatbuffers = {label: result["flatbuffer"] for label, result in results.items()}
