@@ -29,9 +29,8 @@ KERNELS = ("indirect_bgemm", "optimized", "reference")
 DEFAULT_KERNEL = "indirect_bgemm"
 # Whether the interpreter runs float ops through TFLite's XNNPACK delegate unless told
 # otherwise: the one switch for every tool and function. On: it was the faster path for
-# every float32 model of the overhead report (EL-ResNet50 116 vs 134 ms, ResNet50 140 vs
-# 160 ms) and for the main job's 28 px EL-ResNet26; only int8-weight flatbuffers ran
-# faster without it (TFLite's hybrid kernels are not XNNPACK's). docs/deployment.md, 3.
+# every model of the overhead report on the idle machine (EL-ResNet50 94 vs 113 ms,
+# ResNet50 116 vs 133 ms) and for the main job's 28 px EL-ResNet26 (docs/deployment.md, 3).
 DEFAULT_XNNPACK = True
 
 
