@@ -784,7 +784,7 @@ def evaluate_model(
 
         with open(path, "rb") as f:
             interpreter = make_interpreter(
-                f.read(), num_threads=num_threads, kernel=kernel, xnnpack=xnnpack
+                f.read(), num_threads=num_threads, kernel=kernel, xnnpack=xnnpack, source=path
             )
         input_shape = tuple(interpreter.input_shapes[0][1:])
         classes = interpreter.output_shapes[0][-1]

@@ -242,6 +242,14 @@ def test_host_benchmark_missing_file_is_one_line_error(tmp_path):
     )
 
 
+def test_host_benchmark_of_a_directory_says_so_in_one_line(tmp_path):
+    result = _benchmark(tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"benchmark: error: {tmp_path} is not a regular file (expected a .tflite file)"
+    )
+
+
 # ---------------------------------------------------------------- host latency
 @pytest.mark.parametrize("kernel", lce.KERNELS)
 def test_host_latency_runs_every_kernel_interleaved(tflite, kernel):

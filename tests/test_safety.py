@@ -345,6 +345,7 @@ def test_evaluate_cli_reports_a_truncated_flatbuffer_in_one_line(flatbuffer, tmp
     assert result.returncode == 1, result.stderr[-2000:]  # not 139 (SIGSEGV)
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("evaluate.py: error: ") and "not a valid TFLite flatbuffer" in last
+    assert str(tmp_path / "m.tflite") in last  # names the file
     assert "Traceback" not in result.stderr
 
 

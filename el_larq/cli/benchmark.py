@@ -120,8 +120,10 @@ def _device(paths: list[Path]) -> list[host.Latency]:
 
 def benchmark(paths: list[Path]) -> int:
     for path in paths:
-        if not path.is_file():
+        if not path.exists():
             raise DeploymentError(f"{path}: no such file")
+        if not path.is_file():
+            raise DeploymentError(f"{path} is not a regular file (expected a .tflite file)")
         if FLAGS.device != "host":  # the host run validates while reading
             safety.read_flatbuffer(path)  # a device would crash on a corrupt file
     # Before anything runs: no output may replace a model or another output.
