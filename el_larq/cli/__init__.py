@@ -12,9 +12,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from absl import flags
+from absl import app, flags
 
-__all__ = ["flags_parser"]
+__all__ = ["flags_parser", "run_tool"]
 
 
 def flags_parser(tool: str) -> Callable[[list[str]], list[str]]:
@@ -43,3 +43,30 @@ def flags_parser(tool: str) -> Callable[[list[str]], list[str]]:
             sys.exit(f"{tool}: error: {error}")
 
     return parse
+
+
+def run_tool(
+    module: str,
+    main: Callable[[list[str]], int],
+    argv: list[str] | None,
+    prog: str,
+    parser: Callable[[list[str]], list[str]] | None = None,
+) -> None:
+    """Run a tool module's `main` under absl with its messages named `prog`.
+
+    Sets the module's `PROG` (its messages read it) and reports bad flags as one line.
+
+    # Arguments
+        module: The tool module's `__name__`.
+        main: Its `main(argv) -> exit status`.
+        argv: The command line, program name first (default `sys.argv`).
+        prog: The name in messages.
+        parser: The tool's own flags parser (default `flags_parser(prog)`).
+
+    # Example
+        ```python
+        run_tool(__name__, main, argv, "el-larq train")
+        ```
+    """
+    sys.modules[module].PROG = prog
+    app.run(main, argv=argv, flags_parser=parser or (lambda args: flags_parser(prog)(args)))

@@ -26,10 +26,10 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # quiet TensorFlow's C++ logging
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
 from el_larq import io, safety  # noqa: E402  (el_larq before TensorFlow: selects Keras 2)
-from el_larq.cli import flag_groups, flags_parser  # noqa: E402
+from el_larq.cli import flag_groups, run_tool  # noqa: E402
 from el_larq.deploy import device, host, profile  # noqa: E402
 from el_larq.safety import DeploymentError  # noqa: E402
 
@@ -179,9 +179,7 @@ def run(argv: list[str] | None = None, prog: str = PROG) -> None:
         run(["el-larq benchmark", "a.tflite", "--num_runs=20"], prog="el-larq benchmark")
         ```
     """
-    global PROG
-    PROG = prog
-    app.run(main, argv=argv, flags_parser=lambda args: flags_parser(PROG)(args))
+    run_tool(__name__, main, argv, prog)
 
 
 if __name__ == "__main__":

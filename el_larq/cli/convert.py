@@ -20,9 +20,9 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # quiet TensorFlow's C++ logging
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
-from el_larq.cli import flag_groups, flags_parser  # noqa: E402  (el_larq first: Keras 2)
+from el_larq.cli import flag_groups, flags_parser, run_tool  # noqa: E402  (el_larq first: Keras 2)
 from el_larq.deploy import census, int8, pipeline, verification  # noqa: E402
 from el_larq.safety import DeploymentError  # noqa: E402
 
@@ -164,9 +164,7 @@ def run(argv: list[str] | None = None, prog: str = PROG) -> None:
         run(["el-larq convert", "model.h5", "--int8_weights"], prog="el-larq convert")
         ```
     """
-    global PROG
-    PROG = prog
-    app.run(main, argv=argv, flags_parser=_parse)
+    run_tool(__name__, main, argv, prog, _parse)
 
 
 if __name__ == "__main__":

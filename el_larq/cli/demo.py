@@ -27,10 +27,10 @@ import subprocess
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
 
 from el_larq import io
-from el_larq.cli import flags_parser
+from el_larq.cli import run_tool
 
 # The name in messages: `main job` (the script), `el-larq demo` (the command).
 PROG = "main job"
@@ -224,9 +224,7 @@ def run(argv: list[str] | None = None, prog: str = PROG) -> None:
         run(["el-larq demo", "--epochs", "1", "--output_dir", "demo"])
         ```
     """
-    global PROG
-    PROG = prog
-    app.run(main, argv=argv, flags_parser=lambda args: flags_parser(PROG)(args))
+    run_tool(__name__, main, argv, prog)
 
 
 if __name__ == "__main__":

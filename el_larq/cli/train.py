@@ -15,11 +15,11 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # quiet TensorFlow unless asked
 
-from absl import app, flags, logging  # noqa: E402
+from absl import flags, logging  # noqa: E402
 
 import el_larq  # noqa: E402,F401  (selects Keras 2 before TensorFlow loads)
 from el_larq import distribute, training  # noqa: E402
-from el_larq.cli import flag_groups, flags_parser  # noqa: E402
+from el_larq.cli import flag_groups, run_tool  # noqa: E402
 
 # The name in messages: `train.py` (the script), `el-larq train` (the command).
 PROG = "train.py"
@@ -117,9 +117,7 @@ def run(argv: list[str] | None = None, prog: str = PROG) -> None:
         run(["el-larq train", "--model", "el_resnet18", "--output_dir", "run"])
         ```
     """
-    global PROG
-    PROG = prog
-    app.run(main, argv=argv, flags_parser=lambda args: flags_parser(PROG)(args))
+    run_tool(__name__, main, argv, prog)
 
 
 if __name__ == "__main__":
