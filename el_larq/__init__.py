@@ -17,7 +17,7 @@ if sys.argv and os.path.basename(sys.argv[0]) in ("el-larq", "-m"):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ensure_legacy_keras()
 
-from el_larq import layers  # noqa: E402  (must follow the Keras 2 guard)
+from el_larq import layers, reactnet  # noqa: E402  (must follow the Keras 2 guard)
 from el_larq.layers import BinaryConv2D, ElasticLink, el_conv  # noqa: E402
 
 __version__ = "0.1.0"
