@@ -42,7 +42,7 @@ from el_larq import training
 from el_larq.summary import plot_gamma_report
 from el_larq.zoo import get_model
 model = get_model("el_resnet26", input_shape=(32, 32, 3), num_classes=10, width=0.25)
-report = training._gamma_outputs(model, ".")  # what a finished training run writes
+report = training.loop._gamma_outputs(model, ".")  # what a finished training run writes
 try:
     plot_gamma_report(report, "gamma.png")
 except ImportError as error:

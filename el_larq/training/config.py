@@ -1,0 +1,229 @@
+"""A training run's configuration: `TrainConfig`, recipe values, checks, learning rate.
+
+Everything here is decided before any data is read or any model is built, so a bad
+configuration is refused before the output directory is touched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from el_larq import data as data_lib
+from el_larq import distribute, run_dir
+
+LR_SCHEDULES = ("step", "cosine", "constant")
+
+
+class ConfigError(ValueError):
+    """A training configuration that cannot work; the message says how to fix it."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+# Errors that are the user's to fix: the CLIs print them as one line, without traceback.
+USER_ERRORS = (
+    ConfigError,
+    data_lib.DataError,
+    distribute.StrategyError,
+    TrainingDiverged,
+    run_dir.RunDirError,
+)
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that defines a training run (what `config.json` records).
+
+    # Attributes
+        output_dir: Directory for all outputs (created).
+        model: Zoo model name (`el_larq.zoo.MODELS`).
+        model_kwargs: Extra keyword arguments of the zoo builder.
+        recipe: Name of the recipe (`el_larq.recipes`) the values came from, if any.
+        dataset: `fashion_mnist`, `imagenet2012` or any TFDS image dataset.
+        data_dir: IDX directory (Fashion-MNIST) or TFDS data directory.
+        train_split, eval_split: Split names; `eval_split=None` picks the dataset's
+            test/validation split.
+        image_size: Model input side; None: native for small images, 224 for large.
+        download: Let TFDS download a missing dataset.
+        epochs, batch_size (global), learning_rate: The paper's 100, 256, 1e-3.
+        lr_schedule: `step` (decay by `lr_decay_factor` at `lr_decay_epochs`, fractions
+            of `epochs`), `cosine` or `constant`.
+        width: Channel multiplier of the model.
+        seed: Seed for weights, shuffling and augmentation.
+        strategy: Name of the strategy (`el_larq.distribute.STRATEGIES`), recorded.
+        steps_per_epoch: Steps per epoch; None: one pass over the training split.
+        validation_steps: Validation batches per epoch; None: the whole split.
+        backup_steps: Back up every that many steps instead of at every epoch end
+            (0: at epoch ends).
+        jit_compile: Compile the training step with XLA.
+        verbose: Keras verbosity (1: progress bar, 2: one line per epoch).
+        overwrite: Replace the run in `output_dir` (finished, failed or of another
+            configuration; only its files are removed). An interrupted run of the same
+            configuration is resumed even so.
+        command: The command line, for `command.txt`.
+    """
+
+    output_dir: str
+    model: str = "el_resnet26"
+    model_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    recipe: str | None = None
+    dataset: str = data_lib.FASHION_MNIST
+    data_dir: str | None = None
+    train_split: str = "train"
+    eval_split: str | None = None
+    image_size: int | None = None
+    download: bool = True
+    epochs: int = 100
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    lr_schedule: str = "step"
+    lr_decay_epochs: tuple[float, ...] = (0.5, 0.8)
+    lr_decay_factor: float = 0.1
+    width: float = 1.0
+    seed: int = 0
+    strategy: str = "default"
+    steps_per_epoch: int | None = None
+    validation_steps: int | None = None
+    backup_steps: int = 0
+    jit_compile: bool = False
+    verbose: int = 1
+    overwrite: bool = False
+    command: str = ""
+
+
+def resolve_config(
+    overrides: dict[str, Any], *, recipe: str | None = None, model: str | None = None
+) -> TrainConfig:
+    """Combine a recipe's values with explicitly given ones (which win).
+
+    # Arguments
+        overrides: `TrainConfig` fields given explicitly (e.g. on the command line).
+        recipe: A recipe name (`el_larq.recipes`); its model, model arguments and training values
+            become the defaults.
+        model: A zoo model name (instead of a recipe).
+
+    # Returns
+        A `TrainConfig`.
+
+    # Raises
+        ConfigError: both or an unknown `model`/`recipe`, bad values.
+
+    # Example
+        ```python
+        config = resolve_config({"output_dir": "runs/a", "epochs": 2}, recipe="el_resnet26")
+        ```
+    """
+    if recipe and model:
+        raise ConfigError("pass either --model or --recipe, not both.")
+    values: dict[str, Any] = {}
+    if recipe:
+        values.update(_recipe_values(recipe, overrides.get("dataset", data_lib.FASHION_MNIST)))
+    elif model:
+        _check_model(model)
+        values["model"] = model
+    values.update({key: value for key, value in overrides.items() if value is not None})
+    config = TrainConfig(**values)
+    _check_config(config)
+    return config
+
+
+def _recipe_values(name: str, dataset: str) -> dict[str, Any]:
+    from el_larq import recipes
+
+    try:
+        recipe = recipes.load_recipe(name)
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
+    training = recipe.get("training", {})
+    if training.get("optimizer", "adam") != "adam" or training.get("weight_decay", 0.0):
+        raise ConfigError(f"recipe {name!r}: only Adam without weight decay is supported.")
+    values = {
+        "recipe": name,
+        "model": recipe["model"],
+        "model_kwargs": dict(recipe.get("model_kwargs", {})),
+    }
+    keys = {"epochs": "epochs", "batch_size": "batch_size", "learning_rate": "learning_rate"}
+    keys.update(lr_decay_epochs="lr_decay_epochs_fraction", lr_decay_factor="lr_decay_factor")
+    for field, key in keys.items():
+        if key in training:
+            values[field] = training[key]
+    if "lr_decay_epochs" in values:
+        values["lr_decay_epochs"] = tuple(values["lr_decay_epochs"])
+    # The recipe's input size is ImageNet's; small datasets keep their own size.
+    if dataset == data_lib.IMAGENET and "input_size" in training:
+        values["image_size"] = int(training["input_size"])
+    if "width" in values["model_kwargs"]:
+        values["width"] = values["model_kwargs"].pop("width")
+    return values
+
+
+def _check_model(name: str) -> None:
+    from el_larq import zoo
+
+    if name not in zoo.MODELS:
+        raise ConfigError(f"unknown model {name!r}; valid: {', '.join(sorted(zoo.MODELS))}.")
+
+
+def _check_config(config: TrainConfig) -> None:
+    _check_model(config.model)
+    if not config.output_dir:
+        raise ConfigError("--output_dir must not be empty.")
+    for name in ("learning_rate", "width", "lr_decay_factor"):
+        if not math.isfinite(getattr(config, name)):
+            raise ConfigError(f"--{name} must be a finite number, got {getattr(config, name)}.")
+    if config.epochs < 1:
+        raise ConfigError(f"--epochs must be at least 1, got {config.epochs}.")
+    if config.batch_size < 1:
+        raise ConfigError(f"--batch_size must be at least 1, got {config.batch_size}.")
+    if not config.learning_rate > 0:
+        raise ConfigError(f"--learning_rate must be positive, got {config.learning_rate}.")
+    if not config.width > 0:
+        raise ConfigError(f"--width must be positive, got {config.width}.")
+    if config.lr_schedule not in LR_SCHEDULES:
+        raise ConfigError(f"--lr_schedule must be one of {', '.join(LR_SCHEDULES)}.")
+    if any(not 0 < f < 1 for f in config.lr_decay_epochs):
+        raise ConfigError("--lr_decay_epochs are fractions of --epochs, each in (0, 1).")
+    if not config.lr_decay_factor > 0:
+        raise ConfigError(f"--lr_decay_factor must be positive, got {config.lr_decay_factor}.")
+    if not 0 <= config.seed < 2**32:  # NumPy's seed range
+        raise ConfigError(f"--seed must be in [0, 2**32), got {config.seed}.")
+    for name in ("steps_per_epoch", "validation_steps", "image_size"):
+        value = getattr(config, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{name} must be at least 1, got {value}.")
+    if config.backup_steps < 0:
+        raise ConfigError(
+            f"--backup_steps must be 0 (at epoch ends) or more, got {config.backup_steps}."
+        )
+    if not isinstance(config.model_kwargs, dict):
+        raise ConfigError(f"model_kwargs must be a mapping, got {config.model_kwargs!r}.")
+
+
+def learning_rate_schedule(config: TrainConfig):
+    """The learning rate of each (0-based) epoch, as a function for `LearningRateScheduler`.
+
+    `step` (the paper): `learning_rate`, times `lr_decay_factor` after each of
+    `lr_decay_epochs` (fractions of `epochs`: 100 epochs -> epochs 50 and 80).
+
+    # Example
+        ```python
+        schedule = learning_rate_schedule(TrainConfig("out", epochs=100))
+        schedule(49), schedule(50), schedule(80)  # 1e-3, 1e-4, 1e-5
+        ```
+    """
+    base, epochs = config.learning_rate, config.epochs
+    # Rounded half up and never before epoch 1: with 1 epoch the rate stays constant.
+    boundaries = [max(1, math.floor(f * epochs + 0.5)) for f in config.lr_decay_epochs]
+
+    def schedule(epoch: int, lr: float | None = None) -> float:
+        if config.lr_schedule == "constant":
+            return base
+        if config.lr_schedule == "cosine":
+            return base * 0.5 * (1 + math.cos(math.pi * epoch / epochs))
+        return base * config.lr_decay_factor ** sum(epoch >= b for b in boundaries)
+
+    return schedule
