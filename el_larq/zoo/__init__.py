@@ -1,0 +1,156 @@
+"""Model zoo: EL-ResNet18/26/34/50, EL-MobileNet, their baselines and ablations.
+
+One module per family (`resnet.py`, `mobilenet.py`, ...), each with one stack
+builder out of `el_larq.layers.el_conv` units and thin public functions that only
+choose defaults, in the style of keras-applications; `_common.py` holds the
+scaffolding (input, stem, head) they share:
+
+    from el_larq.zoo import el_resnet50
+    model = el_resnet50(input_shape=(224, 224, 3), num_classes=1000)
+
+Architecture (DESIGN.md section 3, the paper's "Instantiations" and Fig. 3):
+
+* Full-precision stem: 7x7/2 conv, BN, ReLU, 3x3/2 max-pool ("imagenet"), or a
+  3x3/1 conv, BN, ReLU ("small", chosen automatically for inputs up to 64 px).
+  Full-precision classifier: global average pool and a dense softmax layer.
+* Downsample shortcut (first block of a stage): 2x2 average-pool (stride 2,
+  "same") + full-precision 1x1 conv + BN, in place of the strided 1x1 conv.
+* Bottleneck block (ResNet26 = [2, 2, 2, 2], ResNet50 = [3, 4, 6, 3]):
+  reduce 1x1 -> spatial 3x3 (strided) -> expand 1x1 (x4), each an `el_conv`
+  unit, plus the block residual. Basic block (ResNet18 = [2, 2, 2, 2],
+  ResNet34 = [3, 4, 6, 3]): two 3x3 units, each with its own shortcut as in
+  Bi-Real Net (an identity Elastic-Link, or the downsample shortcut where the
+  conv changes shape); EL reduces to exactly that, so there is no gamma.
+* MobileNet v1: depthwise 3x3 and pointwise 1x1 units with EL on each
+  (identity / max-pool on depthwise, usually Expand on pointwise) and a ReLU
+  after every EL sum.
+
+Full-precision twins (`resnet18`, ..., `mobilenet`) are the same stacks with
+`binary=False`: float convs, ReLU after each unit and no Elastic-Link.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import tensorflow as tf
+
+# Introspection lives in el_larq.summary (which does not import the zoo); re-exported here
+# because zoo users reach for it.
+from el_larq.summary import gamma_report, model_summary, plot_gamma_report
+from el_larq.zoo.mobilenet import binary_mobilenet, el_mobilenet, mobilenet
+from el_larq.zoo.resnet import (
+    bireal_resnet18,
+    bireal_resnet26,
+    bireal_resnet34,
+    bireal_resnet50,
+    el_resnet18,
+    el_resnet26,
+    el_resnet34,
+    el_resnet50,
+    resnet18,
+    resnet26,
+    resnet34,
+    resnet50,
+)
+
+__all__ = [
+    "MODELS",
+    "gamma_report",
+    "model_summary",
+    "plot_gamma_report",
+    "summary_table",
+    "bireal_resnet18",
+    "bireal_resnet26",
+    "bireal_resnet34",
+    "bireal_resnet50",
+    "binary_mobilenet",
+    "el_mobilenet",
+    "el_resnet18",
+    "el_resnet26",
+    "el_resnet34",
+    "el_resnet50",
+    "get_model",
+    "mobilenet",
+    "resnet18",
+    "resnet26",
+    "resnet34",
+    "resnet50",
+]
+
+MODELS: dict[str, Callable[..., tf.keras.Model]] = {
+    builder.__name__: builder
+    for builder in (
+        el_resnet18,
+        el_resnet26,
+        el_resnet34,
+        el_resnet50,
+        el_mobilenet,
+        bireal_resnet18,
+        bireal_resnet26,
+        bireal_resnet34,
+        bireal_resnet50,
+        binary_mobilenet,
+        resnet18,
+        resnet26,
+        resnet34,
+        resnet50,
+        mobilenet,
+    )
+}
+
+
+def get_model(name: str, **kwargs: Any) -> tf.keras.Model:
+    """Build the zoo model `name` with builder keyword arguments `kwargs`.
+
+    # Arguments
+        name: A key of `MODELS`, e.g. `"el_resnet26"`.
+        **kwargs: Passed to the builder (`input_shape`, `num_classes`, `width`, switches).
+
+    # Returns
+        A `tf.keras.Model`.
+
+    # Raises
+        ValueError: `name` is not a zoo model (the message lists the valid names).
+
+    # Example
+        ```python
+        model = get_model("el_resnet26", input_shape=(28, 28, 1), num_classes=10, width=0.25)
+        ```
+    """
+    if name not in MODELS:
+        raise ValueError(f"Unknown model {name!r}. Valid models: {', '.join(sorted(MODELS))}.")
+    return MODELS[name](**kwargs)
+
+
+def summary_table(names: list[str] | None = None, input_shape=(224, 224, 3)) -> str:
+    """A Markdown table of `model_summary` for zoo models (all by default) at `input_shape`.
+
+    # Arguments
+        names: Zoo model names; None for every model in `el_larq.zoo.MODELS`.
+        input_shape: Input of the built models.
+
+    # Returns
+        The table as a string. `python -m el_larq.summary` prints it for 224 px.
+
+    # Example
+        ```python
+        print(summary_table(["el_resnet18", "bireal_resnet18"]))
+        ```
+    """
+    rows = [
+        "| model | params (M) | binary MACs (M) | float MACs (M) | binary-MAC ratio "
+        "| EL ops (M) | Squeeze sums (M) | FLOPs, Bi-Real convention (M) | gamma |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name in names or list(MODELS):
+        s = model_summary(MODELS[name](input_shape=input_shape))
+        rows.append(
+            f"| {name} | {s['params'] / 1e6:.2f} | {s['binary_macs'] / 1e6:.0f} "
+            f"| {s['float_macs'] / 1e6:.0f} | {s['binary_mac_ratio']:.3f} "
+            f"| {s['el_ops'] / 1e6:.2f} | {s['squeeze_ops'] / 1e6:.2f} | {s['flops'] / 1e6:.0f} "
+            f"| {s['gammas']} |"
+        )
+        tf.keras.backend.clear_session()
+    return "\n".join(rows)
