@@ -73,8 +73,17 @@ def stem(
     return x
 
 
-def head(x, inputs, include_top: bool, num_classes: int, name: str, weights) -> tf.keras.Model:
-    x = tf.keras.layers.Activation("relu", name="head_relu")(x)
+def head(
+    x,
+    inputs,
+    include_top: bool,
+    num_classes: int,
+    name: str,
+    weights,
+    activation: str | None = "relu",
+) -> tf.keras.Model:
+    if activation is not None:  # ReActNet pools its last RPReLU's output directly
+        x = tf.keras.layers.Activation(activation, name=f"head_{activation}")(x)
     if include_top:
         x = tf.keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
         x = tf.keras.layers.Dense(num_classes, activation="softmax", name="classifier")(x)
@@ -116,11 +125,13 @@ def application(
     weights: str | None = None,
     width: float = 1.0,
     stem: str | None = None,
+    head_activation: str | None = "relu",
 ) -> tf.keras.Model:
     """The keras-applications scaffolding around a stack: input, `body`, head, weights."""
     inputs_, x = inputs(input_shape, input_tensor)
+    features = body(x, pick_stem(stem, x), width)
     return head(
-        body(x, pick_stem(stem, x), width), inputs_, include_top, num_classes, name, weights
+        features, inputs_, include_top, num_classes, name, weights, activation=head_activation
     )
 
 
