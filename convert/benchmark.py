@@ -7,12 +7,7 @@
 The same as `el-larq benchmark` (`el_larq.cli.benchmark`); see docs/deployment.md.
 """
 
-import os
-
-# Before `el_larq` imports TensorFlow, whose C++ start-up lines it silences.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-from el_larq.cli import benchmark  # noqa: E402
+from el_larq.cli import benchmark
 
 if __name__ == "__main__":
     benchmark.run()

@@ -9,16 +9,13 @@ int8, `--int8_weights`' default choice, and each float layer's weights alone as 
 (`el_larq.deploy.int8.int8_sensitivity`). See docs/deployment.md, section 1.1.
 """
 
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # quiet TensorFlow's C++ logging
+from absl import app, flags
 
-from absl import app, flags  # noqa: E402
-
-from el_larq import data, io, lce, safety, training  # noqa: E402  (el_larq first: Keras 2)
-from el_larq.cli import flag_groups, flags_parser  # noqa: E402
+from el_larq import data, io, lce, safety, training  # (el_larq first: Keras 2)
+from el_larq.cli import flag_groups, flags_parser
 
 FLAGS = flags.FLAGS
 flag_groups.define_dataset_flags("fashion_mnist", "Labelled dataset to score on.")

@@ -16,26 +16,23 @@ numbers need lce_benchmark_model (convert/benchmark.py --device).
 """
 
 import dataclasses
-import os
 import re
 import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # quiet TensorFlow's C++ logging
-
-from el_larq import lce  # noqa: E402  (first: selects Keras 2 before TensorFlow loads)
+from el_larq import lce  # first: selects Keras 2 before TensorFlow loads
 
 # isort: split
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from absl import app, flags  # noqa: E402
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
 
-from el_larq import cli, io, reference  # noqa: E402
-from el_larq.cli import flag_groups  # noqa: E402
-from el_larq.deploy import profile  # noqa: E402
-from el_larq.layers import BinaryConv2D  # noqa: E402
-from el_larq.summary import model_summary  # noqa: E402
-from el_larq.zoo import get_model  # noqa: E402
+from el_larq import cli, io, reference
+from el_larq.cli import flag_groups
+from el_larq.deploy import profile
+from el_larq.layers import BinaryConv2D
+from el_larq.summary import model_summary
+from el_larq.zoo import get_model
 
 # key: (label, zoo builder, switches, paper ImageNet top-1 %)
 MODELS = {

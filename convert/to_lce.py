@@ -7,12 +7,7 @@
 The same as `el-larq convert` (`el_larq.cli.convert`); see docs/deployment.md.
 """
 
-import os
-
-# Before `el_larq` imports TensorFlow, whose C++ start-up lines it silences.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-from el_larq.cli import convert  # noqa: E402
+from el_larq.cli import convert
 
 if __name__ == "__main__":
     convert.run()

@@ -2,22 +2,22 @@
 
 Importing this package selects Keras 2 (tf-keras) for TensorFlow, which larq and
 Larq Compute Engine require, and registers el_larq's layers as Keras custom
-objects so that plain `tf.keras.models.load_model` can read saved models.
+objects so that plain `tf.keras.models.load_model` can read saved models. Import it
+before tensorflow, larq or larq_compute_engine.
 """
 
-import os
+import contextlib
 import sys
 
 from el_larq._keras2 import ensure_legacy_keras
+from el_larq._tf_startup import is_el_larq_command, quiet_tensorflow_import
 
-# el-larq's own commands (`el-larq ...`; `python -m el_larq...`, whose argv[0] is "-m"
-# while the package loads) keep TensorFlow's C++ start-up lines off the terminal, as the
-# scripts in convert/ and train/ do. TensorFlow reads this once, so before it loads.
-if sys.argv and os.path.basename(sys.argv[0]) in ("el-larq", "-m"):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ensure_legacy_keras()
-
-from el_larq import layers, reactnet  # noqa: E402  (must follow the Keras 2 guard)
+# el-larq's own commands keep TensorFlow's start-up lines off the terminal; the first
+# import of TensorFlow is here, through the layers.
+_quiet = is_el_larq_command(sys.argv[0] if sys.argv else "")
+with quiet_tensorflow_import() if _quiet else contextlib.nullcontext():
+    from el_larq import layers, reactnet  # noqa: F401  (reactnet registers RSign, RPReLU)
 from el_larq.layers import BinaryConv2D, ElasticLink, el_conv  # noqa: E402
 
 __version__ = "0.1.0"

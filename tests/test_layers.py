@@ -429,35 +429,3 @@ def test_el_minus_needs_the_link():
         el_conv(tf.keras.Input((4, 4, 8)), 4, 1, conv=False, elastic_link=False)
     out = el_conv(tf.keras.Input((4, 4, 8)), 4, 1, conv=False)
     assert out.shape == (None, 4, 4, 4)
-
-
-# ---------------------------------------------------------------- Keras 2 guarantee
-def _run_clean(code: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in __import__("os").environ.items() if k != "TF_USE_LEGACY_KERAS"}
-    return subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
-    )
-
-
-def test_import_selects_keras_2_before_tensorflow():
-    result = _run_clean(
-        "import el_larq, tensorflow as tf, larq; print('KERAS', tf.keras.layers.Layer.__module__)"
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "KERAS tf_keras." in result.stdout
-
-
-def test_import_after_keras_3_tensorflow_says_what_to_do():
-    result = _run_clean("import tensorflow as tf; tf.keras.layers; import el_larq")
-    assert result.returncode != 0
-    assert "ImportError" in result.stderr
-    assert "TF_USE_LEGACY_KERAS=1" in result.stderr and "Keras 3" in result.stderr
-
-
-def test_import_after_tensorflow_with_legacy_keras_is_fine():
-    result = _run_clean(
-        "import os; os.environ['TF_USE_LEGACY_KERAS'] = '1'; import tensorflow as tf; "
-        "tf.keras.layers; import el_larq; print('OK')"
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "OK" in result.stdout

@@ -23,12 +23,10 @@ import os
 import statistics
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import app, flags, logging
 
-from absl import app, flags, logging  # noqa: E402
-
-import el_larq  # noqa: E402,F401  (selects Keras 2 before TensorFlow loads)
-from el_larq import training, zoo  # noqa: E402
+import el_larq  # noqa: F401  (selects Keras 2 before TensorFlow loads)
+from el_larq import training, zoo
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", "el_resnet26", "The model with Elastic-Link.")

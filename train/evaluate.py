@@ -6,12 +6,7 @@
 The same as `el-larq evaluate` (`el_larq.cli.evaluate`); see docs/training.md.
 """
 
-import os
-
-# Before `el_larq` imports TensorFlow: quiet its C++ logging unless asked.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from el_larq.cli import evaluate  # noqa: E402
+from el_larq.cli import evaluate
 
 if __name__ == "__main__":
     evaluate.run()

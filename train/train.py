@@ -8,12 +8,7 @@ Rerunning the same command after a crash resumes the run. The same as `el-larq t
 (`el_larq.cli.train`); see docs/training.md.
 """
 
-import os
-
-# Before `el_larq` imports TensorFlow: quiet its C++ logging unless asked.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from el_larq.cli import train  # noqa: E402
+from el_larq.cli import train
 
 if __name__ == "__main__":
     train.run()

@@ -19,19 +19,16 @@ See docs/deployment.md.
 """
 
 import dataclasses
-import os
 import shlex
 import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # quiet TensorFlow's C++ logging
+from absl import flags
 
-from absl import flags  # noqa: E402
-
-from el_larq import io, safety  # noqa: E402  (el_larq before TensorFlow: selects Keras 2)
-from el_larq.cli import flag_groups, run_tool  # noqa: E402
-from el_larq.deploy import device, host, profile  # noqa: E402
-from el_larq.safety import DeploymentError  # noqa: E402
+from el_larq import io, safety  # (el_larq before TensorFlow: selects Keras 2)
+from el_larq.cli import flag_groups, run_tool
+from el_larq.deploy import device, host, profile
+from el_larq.safety import DeploymentError
 
 # The name in messages: `benchmark` (the script), `el-larq benchmark` (the command).
 PROG = "benchmark"

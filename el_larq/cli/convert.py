@@ -14,17 +14,14 @@ LCE's interpreter, and only then writes the `.tflite` (atomically). Exit status 
 1: refused, with a one-line reason. See docs/deployment.md.
 """
 
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # quiet TensorFlow's C++ logging
+from absl import flags
 
-from absl import flags  # noqa: E402
-
-from el_larq.cli import flag_groups, flags_parser, run_tool  # noqa: E402  (el_larq first: Keras 2)
-from el_larq.deploy import census, int8, pipeline, verification  # noqa: E402
-from el_larq.safety import DeploymentError  # noqa: E402
+from el_larq.cli import flag_groups, flags_parser, run_tool  # (el_larq first: Keras 2)
+from el_larq.deploy import census, int8, pipeline, verification
+from el_larq.safety import DeploymentError
 
 # The name in messages: `to_lce` (the script), `el-larq convert` (the command).
 PROG = "to_lce"

@@ -14,14 +14,12 @@ import json
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # quiet TensorFlow unless asked
+from absl import flags, logging
 
-from absl import flags, logging  # noqa: E402
-
-import el_larq  # noqa: E402,F401  (selects Keras 2 before TensorFlow loads)
-from el_larq import io, training  # noqa: E402
-from el_larq.cli import flag_groups, run_tool  # noqa: E402
-from el_larq.safety import DeploymentError  # noqa: E402
+import el_larq  # noqa: F401  (selects Keras 2 before TensorFlow loads)
+from el_larq import io, training
+from el_larq.cli import flag_groups, run_tool
+from el_larq.safety import DeploymentError
 
 # The name in messages: `evaluate.py` (the script), `el-larq evaluate` (the command).
 PROG = "evaluate.py"

@@ -9,17 +9,14 @@
 Rerunning the same command after a crash resumes the run. See docs/training.md.
 """
 
-import os
 import shlex
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # quiet TensorFlow unless asked
+from absl import flags, logging
 
-from absl import flags, logging  # noqa: E402
-
-import el_larq  # noqa: E402,F401  (selects Keras 2 before TensorFlow loads)
-from el_larq import distribute, training  # noqa: E402
-from el_larq.cli import flag_groups, run_tool  # noqa: E402
+import el_larq  # noqa: F401  (selects Keras 2 before TensorFlow loads)
+from el_larq import distribute, training
+from el_larq.cli import flag_groups, run_tool
 
 # The name in messages: `train.py` (the script), `el-larq train` (the command).
 PROG = "train.py"
