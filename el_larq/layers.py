@@ -361,13 +361,17 @@ def el_conv(
     activation: str | None = None,
     input_norm: bool = False,
     conv_kwargs: dict[str, Any] | None = None,
+    binary_weights: bool = True,
+    soft_activations: bool = False,
+    gating: bool = False,
+    gating_reduction: int = 8,
     name: str | None = None,
 ) -> tf.Tensor:
-    """The Elastic-Link unit: `conv -> BatchNorm [-> + ElasticLink(x)] [-> activation]`.
+    """The Elastic-Link unit: `conv -> BatchNorm [-> gating] [-> + ElasticLink(x)] [-> act]`.
 
     This is eq. 4 of the paper with every switch the ablations need, so that
     models never repeat this wiring. Layers are named `{name}_input_bn`, `{name}_conv`,
-    `{name}_bn`, `{name}_el`, `{name}_add` and `{name}_act`.
+    `{name}_bn`, `{name}_gating`, `{name}_el`, `{name}_add` and `{name}_act`.
 
     # Arguments
         x: 4D input tensor (real-valued).
@@ -397,6 +401,16 @@ def el_conv(
             link still carries the un-normalized `x`. Binary convs only.
         conv_kwargs: Extra arguments for the binary conv layer, e.g. Bi-Real Net's
             `{"input_quantizer": "approx_sign", "kernel_quantizer": "magnitude_aware_sign"}`.
+        binary_weights: False uses the binary conv's latent real weights directly
+            (Real-to-Binary's stage 2, ReActNet's step 1); weights are the same as with
+            True, so each stage loads the previous one's. No effect on float convs.
+        soft_activations: `tanh` instead of `sign` as the binary conv's input
+            quantizer (Real-to-Binary's stage 2). No effect on float convs.
+        gating: Real-to-Binary's data-driven channel rescaling of the binary conv's
+            output (`el_larq.real_to_binary.ChannelGating`, fed the conv's real-valued
+            input), after the BatchNorm, so that LCE still folds that BatchNorm into
+            the `LceBconv2d`, and before the link is added.
+        gating_reduction: The gating's hidden-layer reduction `r`.
         name: Prefix of the layer names.
 
     # Returns
@@ -425,6 +439,8 @@ def el_conv(
         raise ValueError("el_conv: activation/weight scaling apply to a binary standard conv only.")
     if input_norm and not (binary and conv):
         raise ValueError("el_conv: `input_norm` normalizes the input of a binary conv only.")
+    if gating and not (binary and conv):
+        raise ValueError("el_conv: `gating` rescales the output of a binary conv only.")
 
     def layer_name(suffix: str) -> str | None:
         return f"{name}_{suffix}" if name else None
@@ -437,6 +453,8 @@ def el_conv(
         )
 
     conv_kwargs = dict(conv_kwargs or {}) if binary else {}
+    if binary:  # the stage switches win over the quantizers of `conv_kwargs`
+        conv_kwargs.update(stage_conv_kwargs(binary_weights, soft_activations, depthwise))
     if depthwise:
         conv_layer = (BinaryDepthwiseConv2D if binary else tf.keras.layers.DepthwiseConv2D)(
             kernel_size,
@@ -466,11 +484,11 @@ def el_conv(
             use_bias=False,
             name=layer_name("conv"),
         )
-    y = x
-    if input_norm:
-        y = _batch_norm(layer_name("input_bn"))(y)
-    y = conv_layer(y)
+    conv_input = _batch_norm(layer_name("input_bn"))(x) if input_norm else x
+    y = conv_layer(conv_input)
     y = _batch_norm(layer_name("bn"))(y)
+    if gating:
+        y = ChannelGating(gating_reduction, name=layer_name("gating"))([conv_input, y])
     if branch_activation is not None:
         y = tf.keras.layers.Activation(branch_activation, name=layer_name("branch_act"))(y)
     if elastic_link:
@@ -492,3 +510,8 @@ def _activate(y: tf.Tensor, activation: str | None, layer_name) -> tf.Tensor:
     if activation is None:
         return y
     return tf.keras.layers.Activation(activation, name=layer_name("act"))(y)
+
+
+# Last: el_larq.real_to_binary builds on this module; importing it here registers its
+# layers with Keras wherever el_conv's are.
+from el_larq.real_to_binary import ChannelGating, stage_conv_kwargs  # noqa: E402
