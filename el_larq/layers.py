@@ -50,7 +50,10 @@ class ElasticLink(tf.keras.layers.Layer):
     channels, to that convolution's `filters` (`Co`) output channels so that it
     can be added to `BN(BinConv(x))`:
 
-    * **Identity** (`Ci == Co`): `x` itself, no gamma (as Bi-Real Net).
+    * **Identity** (`Ci == Co`): `x` itself, no gamma (as Bi-Real Net), or `x / gamma`
+      with gamma initialised to 1 (eq. 5's `ceil(Ci / Co)`) when `identity_gamma=True`:
+      the paper's text speaks of "the gamma scaling after the Squeeze, Expand or
+      Identity operation", so both readings are offered.
     * **Squeeze** (`Ci > Co`): `g = ceil(Ci / Co)`; `x` is zero-padded on the
       channel axis to `g * Co` channels, cut into `g` consecutive chunks of `Co`
       channels, and the chunks are summed. The paper's text can also be read as
@@ -77,6 +80,7 @@ class ElasticLink(tf.keras.layers.Layer):
         gamma_trainable: Whether gamma is learned (Table 2's gamma_l column) or
             frozen at its initial value.
         pool: `"max"` (the paper's EL) or `"avg"` (Bi-Real Net) pooling when strided.
+        identity_gamma: Give an Identity link a gamma too (initialised to 1).
         **kwargs: Standard `tf.keras.layers.Layer` arguments (`name`, ...).
 
     # Input shape
@@ -100,6 +104,7 @@ class ElasticLink(tf.keras.layers.Layer):
         strides: int = 1,
         gamma_trainable: bool = True,
         pool: str = "max",
+        identity_gamma: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -109,6 +114,7 @@ class ElasticLink(tf.keras.layers.Layer):
         if pool not in ("max", "avg"):
             raise ValueError(f"ElasticLink: `pool` must be 'max' or 'avg', got {pool!r}.")
         self.pool = pool
+        self.identity_gamma = bool(identity_gamma)
 
     @property
     def kind(self) -> str:
@@ -131,7 +137,7 @@ class ElasticLink(tf.keras.layers.Layer):
         else:
             self._kind, self._groups = "expand", math.ceil(co / ci)
         self.gamma = None
-        if self._kind != "identity":
+        if self._kind != "identity" or self.identity_gamma:
             self.gamma = self.add_weight(
                 name="gamma",
                 shape=(),
@@ -165,9 +171,11 @@ class ElasticLink(tf.keras.layers.Layer):
         if self.strides > 1:
             pool = tf.nn.max_pool2d if self.pool == "max" else tf.nn.avg_pool2d
             x = pool(x, self.strides, self.strides, padding="SAME")
-        if self._kind == "identity":
+        if self.gamma is None:
             return x
         inverse_gamma = tf.math.reciprocal(tf.cast(self.gamma, x.dtype))
+        if self._kind == "identity":
+            return x * inverse_gamma
         # 1/gamma goes on the narrow side: after Squeeze's sum, before Expand's copies
         # (Ci instead of Co values: ~10 % of EL's training-time cost, docs/training.md).
         if self._kind == "squeeze":
@@ -191,6 +199,7 @@ class ElasticLink(tf.keras.layers.Layer):
             "strides": self.strides,
             "gamma_trainable": self.gamma_trainable,
             "pool": self.pool,
+            "identity_gamma": self.identity_gamma,
         }
 
 

@@ -30,12 +30,12 @@ def _pixels(layer: tf.keras.layers.Layer) -> int:
 def _link_ops(link: ElasticLink) -> tuple[int, int]:
     """(paper-counted ops, Squeeze's chunk sums) of one link.
 
-    The paper counts the EL add and the 1/gamma multiply per output value and calls
+    The paper counts the EL add and the 1/gamma multiply (if any) per output value and calls
     Squeeze/Expand "address mapping"; Squeeze's g - 1 adds per output are real float
     work all the same, so they are counted, separately.
     """
     outputs = _pixels(link) * link.filters
-    paper = outputs * (1 if link.kind == "identity" else 2)
+    paper = outputs * (1 if link.gamma is None else 2)
     return paper, (link.groups - 1) * outputs if link.kind == "squeeze" else 0
 
 

@@ -121,6 +121,15 @@ def test_gamma_initial_values_and_identity_has_none():
     assert identity.gamma is None and not identity.weights
 
 
+def test_identity_gamma_on_request_starts_at_one_and_divides():
+    x = RNG.normal(size=(2, 4, 4, 8)).astype(np.float32)
+    layer = ElasticLink(8, strides=2, identity_gamma=True)
+    np.testing.assert_array_equal(layer(x), np_sei(x, 8, strides=2))  # gamma = 1
+    assert layer.kind == "identity" and layer.trainable_weights == [layer.gamma]
+    layer.gamma.assign(4.0)
+    np.testing.assert_allclose(layer(x), np_sei(x, 8, strides=2) / 4, rtol=1e-6)
+
+
 def test_gamma_trainable_or_frozen():
     learned, frozen = ElasticLink(8), ElasticLink(8, gamma_trainable=False)
     learned.build((None, 4, 4, 32))
@@ -252,6 +261,7 @@ def test_binary_conv_defaults_are_what_lce_wants():
     "layer",
     [
         ElasticLink(16, strides=2, gamma_trainable=False, pool="avg", name="el"),
+        ElasticLink(16, identity_gamma=True, name="el_identity"),
         BinaryConv2D(8, 3, strides=2, activation_scaling=True, weight_scaling=True),
         BinaryDepthwiseConv2D(3, strides=2),
     ],
