@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from typing import Any
 
 from el_larq import data as data_lib
 from el_larq import distribute, run_dir
 
-LR_SCHEDULES = ("step", "cosine", "constant")
+LR_SCHEDULES = ("step", "cosine", "linear", "constant")
 
 
 class ConfigError(ValueError):
@@ -51,7 +52,7 @@ class TrainConfig:
         download: Let TFDS download a missing dataset.
         epochs, batch_size (global), learning_rate: The paper's 100, 256, 1e-3.
         lr_schedule: `step` (decay by `lr_decay_factor` at `lr_decay_epochs`, fractions
-            of `epochs`), `cosine` or `constant`.
+            of `epochs`), `cosine`, `linear` (to 0 at the end: ReActNet) or `constant`.
         width: Channel multiplier of the model.
         seed: Seed for weights, shuffling and augmentation.
         strategy: Name of the strategy (`el_larq.distribute.STRATEGIES`), recorded.
@@ -65,6 +66,17 @@ class TrainConfig:
             configuration; only its files are removed). An interrupted run of the same
             configuration is resumed even so.
         command: The command line, for `command.txt`.
+        teacher: A trained Keras classifier file to distill from (loaded with the
+            deployment safety rules); None: train on the labels alone.
+        temperature, distribution_weight, label_weight: The distributional loss's
+            temperature and weight, and the label cross-entropy's weight (with a teacher;
+            without one the labels weigh 1). See `el_larq.distillation`.
+        attention_weight, attention_pairs: Attention matching (Real-to-Binary): weight and
+            `{student layer: teacher layer}` block outputs.
+        weight_decay: L2 on conv and dense kernels, added to the loss (PyTorch Adam's
+            coupled decay, as ReActNet and Real-to-Binary trained).
+        init_from: A model or weights file of the same architecture whose weights start
+            the run (a previous stage's `model.h5`); ignored when resuming.
     """
 
     output_dir: str
@@ -93,6 +105,19 @@ class TrainConfig:
     verbose: int = 1
     overwrite: bool = False
     command: str = ""
+    teacher: str | None = None
+    temperature: float = 1.0
+    distribution_weight: float = 1.0
+    label_weight: float = 0.0
+    attention_weight: float = 0.0
+    attention_pairs: dict[str, str] = dataclasses.field(default_factory=dict)
+    weight_decay: float = 0.0
+    init_from: str | None = None
+
+    @property
+    def wrapped(self) -> bool:
+        """Whether training needs `el_larq.distillation.DistillationModel` around the model."""
+        return bool(self.teacher or self.weight_decay)
 
 
 def resolve_config(
@@ -139,8 +164,8 @@ def _recipe_values(name: str, dataset: str) -> dict[str, Any]:
     except ValueError as error:
         raise ConfigError(str(error)) from error
     training = recipe.get("training", {})
-    if training.get("optimizer", "adam") != "adam" or training.get("weight_decay", 0.0):
-        raise ConfigError(f"recipe {name!r}: only Adam without weight decay is supported.")
+    if training.get("optimizer", "adam") != "adam":
+        raise ConfigError(f"recipe {name!r}: only Adam is supported.")
     values = {
         "recipe": name,
         "model": recipe["model"],
@@ -148,6 +173,7 @@ def _recipe_values(name: str, dataset: str) -> dict[str, Any]:
     }
     keys = {"epochs": "epochs", "batch_size": "batch_size", "learning_rate": "learning_rate"}
     keys.update(lr_decay_epochs="lr_decay_epochs_fraction", lr_decay_factor="lr_decay_factor")
+    keys.update(lr_schedule="lr_schedule", weight_decay="weight_decay")
     for field, key in keys.items():
         if key in training:
             values[field] = training[key]
@@ -172,7 +198,7 @@ def _check_config(config: TrainConfig) -> None:
     _check_model(config.model)
     if not config.output_dir:
         raise ConfigError("--output_dir must not be empty.")
-    for name in ("learning_rate", "width", "lr_decay_factor"):
+    for name in ("learning_rate", "width", "lr_decay_factor", "temperature", "weight_decay"):
         if not math.isfinite(getattr(config, name)):
             raise ConfigError(f"--{name} must be a finite number, got {getattr(config, name)}.")
     if config.epochs < 1:
@@ -201,6 +227,29 @@ def _check_config(config: TrainConfig) -> None:
         )
     if not isinstance(config.model_kwargs, dict):
         raise ConfigError(f"model_kwargs must be a mapping, got {config.model_kwargs!r}.")
+    _check_distillation(config)
+
+
+def _check_distillation(config: TrainConfig) -> None:
+    if not config.temperature > 0:
+        raise ConfigError(f"--temperature must be positive, got {config.temperature}.")
+    for name in ("distribution_weight", "label_weight", "attention_weight", "weight_decay"):
+        value = getattr(config, name)
+        if not (math.isfinite(value) and value >= 0):
+            raise ConfigError(f"--{name} must be a finite number >= 0, got {value}.")
+    if not config.teacher and (config.attention_weight or config.attention_pairs):
+        raise ConfigError("attention matching needs a --teacher.")
+    if config.attention_weight and not config.attention_pairs:
+        raise ConfigError("--attention_weight > 0 needs attention_pairs (student -> teacher).")
+    pairs = config.attention_pairs
+    if not isinstance(pairs, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in pairs.items()
+    ):
+        raise ConfigError(f"attention_pairs must map layer names to layer names, got {pairs!r}.")
+    for name in ("teacher", "init_from"):
+        path = getattr(config, name)
+        if path is not None and not os.path.isfile(path):
+            raise ConfigError(f"--{name} {path}: no such file.")
 
 
 def learning_rate_schedule(config: TrainConfig):
@@ -224,6 +273,8 @@ def learning_rate_schedule(config: TrainConfig):
             return base
         if config.lr_schedule == "cosine":
             return base * 0.5 * (1 + math.cos(math.pi * epoch / epochs))
+        if config.lr_schedule == "linear":  # per epoch, reaching 0 after the last one
+            return base * (1 - epoch / epochs)
         return base * config.lr_decay_factor ** sum(epoch >= b for b in boundaries)
 
     return schedule

@@ -27,6 +27,7 @@ import tensorflow as tf
 
 from el_larq import data as data_lib
 from el_larq import distribute, run_dir, summary
+from el_larq.distillation import DistillationError, DistillationModel, ends_with_softmax
 from el_larq.io import atomic_path, write_atomic
 from el_larq.training.config import (
     ConfigError,
@@ -51,12 +52,6 @@ def _kill_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _ends_with_softmax(model: tf.keras.Model) -> bool:
-    last = model.layers[-1]
-    activation = getattr(last, "activation", None)
-    return isinstance(last, tf.keras.layers.Softmax) or activation is tf.keras.activations.softmax
-
-
 def compile_model(model: tf.keras.Model, learning_rate: float, jit_compile: bool = False) -> None:
     """Compile with the paper's recipe: Adam (no weight decay), sparse cross-entropy, top-1/5.
 
@@ -71,7 +66,7 @@ def compile_model(model: tf.keras.Model, learning_rate: float, jit_compile: bool
     model.compile(
         optimizer=tf.keras.optimizers.Adam(learning_rate),
         loss=tf.keras.losses.SparseCategoricalCrossentropy(
-            from_logits=not _ends_with_softmax(model)
+            from_logits=not ends_with_softmax(model)
         ),
         metrics=[
             tf.keras.metrics.SparseCategoricalAccuracy(name="top1"),
@@ -303,6 +298,43 @@ def _callbacks(config, chief, schedule, nan_stop, images_per_step):
     ]
 
 
+def _load_initial_weights(model: tf.keras.Model, path: str) -> None:
+    """Start from `path`'s weights (a previous stage's model.h5 or a weights file)."""
+    try:
+        model.load_weights(path)
+    except (ValueError, OSError, KeyError) as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        raise ConfigError(
+            f"--init_from {path}: its weights do not fit {model.name}: {message}"
+        ) from None
+
+
+def _wrap(model: tf.keras.Model, config: TrainConfig) -> DistillationModel:
+    """The student inside a `DistillationModel` with the config's teacher and losses."""
+    teacher = None
+    if config.teacher:
+        from el_larq.deploy.loading import DeploymentError, load_model
+
+        try:
+            teacher = load_model(config.teacher)
+        except DeploymentError as error:
+            raise ConfigError(f"--teacher: {error}") from None
+        teacher.trainable = False
+    try:
+        return DistillationModel(
+            model,
+            teacher=teacher,
+            temperature=config.temperature,
+            distribution_weight=config.distribution_weight,
+            label_weight=config.label_weight,
+            attention_weight=config.attention_weight,
+            attention_pairs=config.attention_pairs,
+            weight_decay=config.weight_decay,
+        )
+    except DistillationError as error:
+        raise ConfigError(f"--teacher {config.teacher}: {error}.") from None
+
+
 def _versions() -> dict[str, str | None]:
     import el_larq
 
@@ -404,7 +436,10 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
             )
         except (TypeError, ValueError) as error:  # bad builder arguments
             raise ConfigError(f"cannot build {config.model}: {error}") from error
-        compile_model(model, config.learning_rate, config.jit_compile)
+        if config.init_from:
+            _load_initial_weights(model, config.init_from)
+        fit_model = _wrap(model, config) if config.wrapped else model
+        compile_model(fit_model, config.learning_rate, config.jit_compile)
 
     record = {
         **dataclasses.asdict(config),
@@ -435,7 +470,7 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
             if config.command:
                 _write_text(os.path.join(out, "command.txt"), config.command)
         nan_stop = _StopOnNaN()
-        history = model.fit(
+        history = fit_model.fit(
             train_split.dataset,
             epochs=config.epochs,
             steps_per_epoch=steps,
