@@ -30,6 +30,10 @@ def _mobilenet(
     gamma_trainable: bool = True,
     relu_position: str = "after_sum",
     input_norm: bool = True,
+    binary_weights: bool = True,
+    soft_activations: bool = False,
+    gating: bool = False,
+    gating_reduction: int = 8,
 ) -> tf.keras.Model:
     """MobileNet v1 stack (Fig. 3 right): depthwise + pointwise units, each with a ReLU."""
     if relu_position not in ("branch", "after_sum", "none"):
@@ -44,6 +48,8 @@ def _mobilenet(
     unit = dict(
         binary=binary, gamma_trainable=gamma_trainable, input_norm=binary and input_norm, **relu
     )
+    unit.update(binary_weights=binary_weights, soft_activations=soft_activations)
+    unit.update(gating=binary and gating, gating_reduction=gating_reduction)
 
     def body(x, stem_, width):
         x = stem(x, scaled(32, width), stem_, 3, pool=False, binary=binary)
@@ -91,6 +97,11 @@ def el_mobilenet(**kwargs: Any) -> tf.keras.Model:
             (through the identity links) on the branch, leaves every later sign
             input >= 0: all signs +1, a constant conv output, a dead network (seen
             at 28 px: from block 4 on every binary conv had only +1 inputs).
+        binary_weights, soft_activations: Real-to-Binary's stage switches on every
+            binary conv (`el_larq.layers.el_conv`); the weights are the same for every
+            setting.
+        gating, gating_reduction: Real-to-Binary's channel gating on every binary
+            conv, depthwise and pointwise (EL-dagger, `el_larq.zoo.real_to_binary`).
 
     # Returns
         A `tf.keras.Model`.

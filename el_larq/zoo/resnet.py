@@ -42,6 +42,7 @@ STAGE_BLOCKS = {18: [2, 2, 2, 2], 26: [2, 2, 2, 2], 34: [3, 4, 6, 3], 50: [3, 4,
 STAGE_FILTERS = [64, 128, 256, 512]
 BOTTLENECK_EXPANSION = 4
 REDUCE_CONV_MODES = ("binary", "float", "none")
+GATING_WITH_K = ("both", "gating_only")
 
 
 def _bottleneck_block(x: tf.Tensor, filters: int, strides: int, opts: dict, name: str):
@@ -66,6 +67,7 @@ def _bottleneck_block(x: tf.Tensor, filters: int, strides: int, opts: dict, name
             gamma_trainable=opts["gamma_trainable"],
             link_pool=opts["spatial_pool"] if position == "spatial" else "max",
             activation=None if opts["binary"] or last else "relu",
+            **_stage_and_gating(opts, binary),
             name=f"{name}_{position}",
         )
 
@@ -74,9 +76,23 @@ def _bottleneck_block(x: tf.Tensor, filters: int, strides: int, opts: dict, name
     y = unit(y, "expand", out_filters, 1, last=True)
     if skip is not None:
         y = tf.keras.layers.Add(name=f"{name}_residual")([y, skip])
-    if not opts["binary"]:
-        y = tf.keras.layers.Activation("relu", name=f"{name}_out")(y)
-    return y
+    return _block_out(y, opts["binary"], name)
+
+
+def _block_out(y: tf.Tensor, binary: bool, name: str) -> tf.Tensor:
+    """Every block's output is the layer `{name}_out`, so that attention matching maps a
+    binary student's blocks to its float twin's (an identity in a binary net)."""
+    return tf.keras.layers.Activation("linear" if binary else "relu", name=f"{name}_out")(y)
+
+
+def _stage_and_gating(opts: dict, binary: bool) -> dict:
+    """`el_conv`'s Real-to-Binary switches for one unit (gating on binary convs only)."""
+    return dict(
+        binary_weights=opts["binary_weights"],
+        soft_activations=opts["soft_activations"],
+        gating=binary and opts["gating"],
+        gating_reduction=opts["gating_reduction"],
+    )
 
 
 def _basic_unit(x: tf.Tensor, filters: int, strides: int, opts: dict, name: str) -> tf.Tensor:
@@ -94,6 +110,7 @@ def _basic_unit(x: tf.Tensor, filters: int, strides: int, opts: dict, name: str)
         elastic_link=not reshaping,
         weight_scaling=opts["weight_scaling"],
         conv_kwargs=opts["conv_kwargs"],
+        **_stage_and_gating(opts, True),
         name=name,
     )
     if reshaping:
@@ -109,13 +126,13 @@ def _basic_block(x: tf.Tensor, filters: int, strides: int, opts: dict, name: str
     """
     if opts["binary"]:
         y = _basic_unit(x, filters, strides, opts, f"{name}_conv1")
-        return _basic_unit(y, filters, 1, opts, f"{name}_conv2")
+        return _block_out(_basic_unit(y, filters, 1, opts, f"{name}_conv2"), True, name)
     skip = shortcut(x, filters, strides, f"{name}_down")
     fp = dict(binary=False, elastic_link=False)
     y = el_conv(x, filters, 3, strides, activation="relu", name=f"{name}_conv1", **fp)
     y = el_conv(y, filters, 3, name=f"{name}_conv2", **fp)
     y = tf.keras.layers.Add(name=f"{name}_residual")([y, skip])
-    return tf.keras.layers.Activation("relu", name=f"{name}_out")(y)
+    return _block_out(y, False, name)
 
 
 def _resnet(depth: int, bottleneck: bool, name: str, model_args: dict, **opts: Any):
@@ -148,7 +165,16 @@ def _bottleneck_opts(
     reduce_conv: str = "binary",
     weight_scaling: bool = False,
     spatial_pool: str = "max",
+    binary_weights: bool = True,
+    soft_activations: bool = False,
+    gating: bool = False,
+    gating_reduction: int = 8,
+    gating_with_k: str = "both",
 ) -> dict:
+    if gating_with_k not in GATING_WITH_K:
+        raise ValueError(f"gating_with_k must be one of {GATING_WITH_K}, got {gating_with_k!r}.")
+    if gating and gating_with_k == "gating_only":  # the gates replace K
+        k_reduce = k_spatial = k_expand = False
     if reduce_conv not in REDUCE_CONV_MODES:
         raise ValueError(f"reduce_conv must be one of {REDUCE_CONV_MODES}, got {reduce_conv!r}.")
     if reduce_conv == "none" and not el_reduce:
@@ -180,6 +206,13 @@ _BOTTLENECK_DOC = """
         weight_scaling: XNOR-Net's alpha on every binary kernel.
         spatial_pool: Pooling of the 3x3 conv's link in strided blocks: `"max"`
             (Elastic-Link, EL_i) or `"avg"` (S-ResNet's Bi-Real shortcut).
+        binary_weights, soft_activations: Real-to-Binary's stage switches on every
+            binary conv (`el_larq.layers.el_conv`); the weights are the same for every
+            setting.
+        gating, gating_reduction: Real-to-Binary's channel gating on every binary
+            conv, with hidden-layer reduction `r` (EL-dagger, `el_larq.zoo.real_to_binary`).
+        gating_with_k: With gating, `"both"` keeps K where the net has it,
+            `"gating_only"` drops it.
 
     # Returns
         A `tf.keras.Model`.
@@ -231,6 +264,8 @@ _BASIC_DOC = """
         input_shape, input_tensor, include_top, num_classes, weights, width, stem:
             as for `el_resnet26`.
         weight_scaling: XNOR-Net's alpha on every binary kernel.
+        binary_weights, soft_activations, gating, gating_reduction: as for
+            `el_resnet26` (no effect on the full-precision twins).
 
     # Returns
         A `tf.keras.Model`.
@@ -239,11 +274,20 @@ _BIREAL_QUANTIZERS = {"input_quantizer": "approx_sign", "kernel_quantizer": "mag
 
 
 def _basic_model(depth: int, name: str, binary: bool, conv_kwargs: dict | None, doc: str):
-    def builder(weight_scaling: bool = False, **kwargs: Any) -> tf.keras.Model:
+    def builder(
+        weight_scaling: bool = False,
+        binary_weights: bool = True,
+        soft_activations: bool = False,
+        gating: bool = False,
+        gating_reduction: int = 8,
+        **kwargs: Any,
+    ) -> tf.keras.Model:
         model_args, unknown = split_model_args(kwargs)
         if unknown:
             raise TypeError(f"{name}() got unexpected keyword arguments {sorted(unknown)}")
         opts = dict(binary=binary, weight_scaling=weight_scaling, conv_kwargs=conv_kwargs)
+        opts.update(binary_weights=binary_weights, soft_activations=soft_activations)
+        opts.update(gating=gating, gating_reduction=gating_reduction)
         return _resnet(depth, False, name, model_args, **opts)
 
     builder.__name__ = builder.__qualname__ = name
