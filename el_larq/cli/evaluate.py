@@ -31,6 +31,13 @@ flags.DEFINE_string("split", None, "Split (default: the dataset's validation or 
 flags.DEFINE_integer("batch_size", 256, "Batch size of the input pipeline.", lower_bound=1)
 flags.DEFINE_integer("max_examples", None, "Evaluate only the first N examples.", lower_bound=1)
 flag_groups.define_interpreter_flags()
+flags.DEFINE_integer(
+    "interpreter_batch",
+    1,
+    "Images per LCE interpreter call for a .tflite: the same results as 1 (one by one), "
+    "speed depends on the host (convert/benchmark_batching.py measures it).",
+    lower_bound=1,
+)
 flag_groups.define_json_flag()
 flags.mark_flag_as_required("model")
 
@@ -64,7 +71,9 @@ def main(argv):
                     batch_size=FLAGS.batch_size,
                     max_examples=FLAGS.max_examples,
                     **flag_groups.interpreter_settings(),
+                    interpreter_batch=FLAGS.interpreter_batch,
                     download=FLAGS.download,
+                    progress=True,
                 )
             )
     except (*training.USER_ERRORS, DeploymentError) as error:

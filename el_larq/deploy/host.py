@@ -130,7 +130,8 @@ def make_interpreter(
                     interpreter.input_shapes, interpreter.input_types, strict=True
                 )
             ]
-            interpreter.predict(zeros[0] if len(zeros) == 1 else zeros)
+            # The wrapper's own call: one Invoke at the file's batch (`predict` feeds rows).
+            interpreter.interpreter.predict(zeros)
     except (RuntimeError, ValueError) as error:
         errors = [line.removeprefix("ERROR: ") for line in lines if line.startswith("ERROR")]
         reason = "; ".join(errors[:2]) or " ".join(str(error).split()) or type(error).__name__

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from el_larq import data as data_lib
+from el_larq.progress import Progress
 from el_larq.training.config import ConfigError
 
 
@@ -28,7 +29,9 @@ def evaluate_model(
     num_threads: int = 1,
     kernel: str = "indirect_bgemm",
     xnnpack: bool | None = None,
+    interpreter_batch: int = 1,
     download: bool = True,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Top-1 and top-5 accuracy of a Keras `.h5` or an LCE `.tflite` model on a split.
 
@@ -48,11 +51,14 @@ def evaluate_model(
         kernel: LCE binary-conv kernel (`indirect_bgemm` is the fast one on x86).
         xnnpack: Run the `.tflite`'s float ops through TFLite's XNNPACK delegate (None:
             `el_larq.deploy.host.DEFAULT_XNNPACK`).
+        interpreter_batch: Images per interpreter call for a `.tflite`
+            (`el_larq.deploy.batching.BatchPredictor`; same results as 1, one by one).
         download: Let TFDS download a missing dataset.
+        progress: Write progress with rate and ETA to stderr (`el_larq.progress`).
 
     # Returns
         A dict with `model`, `format` (`keras`/`lce`), `dataset`, `split`, `examples`,
-        `top1`, `top5`.
+        `top1`, `top5` and, for a `.tflite`, `interpreter_batch` (the batch it ran at).
 
     # Raises
         ConfigError: missing model file, input shape or class count that does not match
@@ -68,16 +74,21 @@ def evaluate_model(
     """
     if not os.path.exists(path):
         raise ConfigError(f"model file {path} does not exist.")
+    extra: dict[str, Any] = {}
     if path.endswith(".tflite"):
-        from el_larq.deploy.host import make_interpreter  # LCE: only for a .tflite
+        from el_larq.deploy.batching import BatchPredictor  # LCE: only for a .tflite
 
         with open(path, "rb") as f:
-            interpreter = make_interpreter(
-                f.read(), num_threads=num_threads, kernel=kernel, xnnpack=xnnpack, source=path
+            predictor = BatchPredictor(
+                f.read(),
+                batch_size=interpreter_batch,
+                num_threads=num_threads,
+                kernel=kernel,
+                xnnpack=xnnpack,
+                source=path,
             )
-        input_shape = tuple(interpreter.input_shapes[0][1:])
-        classes = interpreter.output_shapes[0][-1]
-        predict, kind = interpreter.predict, "lce"
+        input_shape, classes = predictor.input_shape, predictor.output_shape[-1]
+        predict, kind = predictor.predict, "lce"
     else:
         from el_larq.deploy.loading import load_model
 
@@ -107,10 +118,18 @@ def evaluate_model(
     images = data.dataset.unbatch().take(max_examples) if max_examples else data.dataset
     if max_examples:
         images = images.batch(batch_size)
+    total = min(data.num_examples, max_examples or data.num_examples)
+    meter = Progress(f"evaluate {path}", total) if progress else None
     seen = top1 = top5 = 0
     for x, y in images.as_numpy_iterator():
         hits1, hits5 = _topk_hits(np.asarray(predict(x)), y)
         seen, top1, top5 = seen + len(y), top1 + hits1, top5 + hits5
+        if meter:
+            meter.update(len(y))
+    if meter:
+        meter.close()
+    if kind == "lce":  # the batch it really ran at (1 when batching fell back)
+        extra["interpreter_batch"] = predictor.batch_size if predictor.batched else 1
     return {
         "model": path,
         "format": kind,
@@ -119,4 +138,5 @@ def evaluate_model(
         "examples": seen,
         "top1": top1 / max(seen, 1),
         "top5": top5 / max(seen, 1),
+        **extra,
     }
