@@ -14,7 +14,7 @@ from pathlib import Path
 
 from absl import app, flags
 
-from el_larq import data, io, lce, safety, training  # (el_larq first: Keras 2)
+from el_larq import data, io, lce, training  # (el_larq first: Keras 2)
 from el_larq.cli import flag_groups, flags_parser
 
 FLAGS = flags.FLAGS
@@ -30,7 +30,7 @@ def main(argv: list[str]) -> int:
     try:
         model = Path(argv[1])
         if FLAGS.json:
-            safety.check_outputs([model], {"--json": FLAGS.json})
+            io.check_outputs([model], {"--json": FLAGS.json})
             io.check_writable(FLAGS.json)
         rows = lce.int8_sensitivity(
             model,

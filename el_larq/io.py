@@ -4,6 +4,7 @@
   all (unique temporary in the target directory, fsync, rename), with the permissions a
   plain `open(path, "w")` would give it (the umask's, not `mkstemp`'s 0600).
 * `check_writable`: fail before a long job, not after it.
+* `check_outputs`: no output path is an input or another output.
 * `json_dumps`: JSON that takes NumPy values.
 * `captured_stderr`: what C++ libraries (LCE's converter, TFLite) print on descriptor 2.
 """
@@ -14,7 +15,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ __all__ = [
     "OutputError",
     "atomic_path",
     "captured_stderr",
+    "check_outputs",
     "check_writable",
     "json_dumps",
     "write_atomic",
@@ -232,3 +234,55 @@ def captured_stderr() -> Iterator[list[str]]:
             os.close(saved)
             capture.seek(0)
             lines.extend(capture.read().decode(errors="replace").splitlines())
+
+
+# ---------------------------------------------------------------- output paths
+def _same(a: Path, b: Path) -> bool:
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)  # hard links, bind mounts
+    except OSError:  # one of them does not exist yet
+        return False
+
+
+def _inside(path: Path, directory: Path) -> bool:
+    real, base = os.path.realpath(path), os.path.realpath(directory)
+    return real.startswith(base.rstrip(os.sep) + os.sep)
+
+
+def check_outputs(
+    inputs: Iterable[str | os.PathLike], outputs: Mapping[str, str | os.PathLike | None]
+) -> None:
+    """Refuse output paths that would overwrite an input or each other.
+
+    Paths are compared by their resolved real paths and, when both exist, by
+    `os.path.samefile` (symbolic and hard links); an output inside an input directory
+    (a SavedModel) is refused too.
+
+    # Arguments
+        inputs: The input paths.
+        outputs: `{flag: path}` of the outputs (None: not requested).
+
+    # Raises
+        DeploymentError: names both flags / the input.
+
+    # Example
+        ```python
+        check_outputs(["m.h5"], {"-o": "m.tflite", "--json": "report.json"})
+        ```
+    """
+    given = [(flag, Path(path)) for flag, path in outputs.items() if path is not None]
+    for flag, out in given:
+        for source in map(Path, inputs):
+            if _same(out, source) or (source.is_dir() and _inside(out, source)):
+                raise DeploymentError(
+                    f"{flag} {out} would overwrite the input {source}; choose another path"
+                )
+    for i, (flag, out) in enumerate(given):
+        for other_flag, other in given[:i]:
+            if _same(out, other):
+                raise DeploymentError(
+                    f"{flag} {out} is the same file as {other_flag} {other}; give each output "
+                    "its own path"
+                )

@@ -1,12 +1,15 @@
-"""el_larq.io: atomic writes (bytes and through a file name), JSON, captured stderr."""
+"""el_larq.io: atomic writes (bytes and through a file name), JSON, captured stderr, output
+paths that would overwrite an input or each other."""
 
 import os
 import stat
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from el_larq import io
+from el_larq.safety import DeploymentError
 
 
 def _umask() -> int:
@@ -91,3 +94,26 @@ def test_captured_stderr_holds_what_was_written_to_descriptor_2():
     with io.captured_stderr() as lines:
         os.write(2, b"error: from C++\nsecond line\n")
     assert lines == ["error: from C++", "second line"]
+
+
+def test_outputs_that_are_inputs_or_each_other_are_refused(tmp_path):
+    model = tmp_path / "m.h5"
+    model.write_bytes(b"model")
+    os.symlink(model, tmp_path / "link.h5")
+    os.link(model, tmp_path / "hard.h5")
+    (tmp_path / "sm").mkdir()
+    cases = {
+        "m.h5": "would overwrite the input",
+        "link.h5": "would overwrite the input",
+        "hard.h5": "would overwrite the input",
+        "sub/../m.h5": "would overwrite the input",
+    }
+    for output, reason in cases.items():
+        with pytest.raises(DeploymentError, match=reason):
+            io.check_outputs([model], {"-o": tmp_path / output})
+    with pytest.raises(DeploymentError, match="would overwrite the input"):
+        io.check_outputs([tmp_path / "sm"], {"-o": tmp_path / "sm" / "saved_model.pb"})
+    with pytest.raises(DeploymentError, match="--json .* is the same file as -o"):
+        io.check_outputs([model], {"-o": tmp_path / "x", "--json": Path(f"{tmp_path}/./x")})
+    io.check_outputs([model], {"-o": tmp_path / "m.tflite", "--json": None})
+    assert model.read_bytes() == b"model"

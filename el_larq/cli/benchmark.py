@@ -25,9 +25,9 @@ from pathlib import Path
 
 from absl import flags
 
-from el_larq import io, safety  # (el_larq before TensorFlow: selects Keras 2)
+from el_larq import io  # (el_larq before TensorFlow: selects Keras 2)
 from el_larq.cli import flag_groups, run_tool
-from el_larq.deploy import device, host, profile
+from el_larq.deploy import device, host, profile, validation
 from el_larq.safety import DeploymentError
 
 # The name in messages: `benchmark` (the script), `el-larq benchmark` (the command).
@@ -66,7 +66,7 @@ def _labels(paths: list[Path]) -> list[str]:
 
 def _host(paths: list[Path]) -> list[host.Latency]:
     flatbuffers = {
-        label: safety.read_flatbuffer(path)
+        label: validation.read_flatbuffer(path)
         for label, path in zip(_labels(paths), paths, strict=True)
     }
     results = host.host_latency(
@@ -122,9 +122,9 @@ def benchmark(paths: list[Path]) -> int:
         if not path.is_file():
             raise DeploymentError(f"{path} is not a regular file (expected a .tflite file)")
         if FLAGS.device != "host":  # the host run validates while reading
-            safety.read_flatbuffer(path)  # a device would crash on a corrupt file
+            validation.read_flatbuffer(path)  # a device would crash on a corrupt file
     # Before anything runs: no output may replace a model or another output.
-    safety.check_outputs(paths, {"--json": FLAGS.json, "--profile_json": FLAGS.profile_json})
+    io.check_outputs(paths, {"--json": FLAGS.json, "--profile_json": FLAGS.profile_json})
     for output in (FLAGS.json, FLAGS.profile_json):
         if output:
             io.check_writable(output)

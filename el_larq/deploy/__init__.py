@@ -4,6 +4,7 @@
   `el_larq.safety`'s checks of the stored config.
 * `conversion`: LCE's converter on one traced inference function, with the converter's
   own error lines captured.
+* `validation`: a `.tflite` file's structure, checked before any interpreter reads it.
 * `flatbuffer`: op names and counts, weight bytes and sizes of a `.tflite`.
 * `kinds`: how LCE treats each Keras layer (no LCE import: `el_larq.summary` uses it).
 * `census`: which Keras layer became which op; binarized convs must be `LceBconv2d`.

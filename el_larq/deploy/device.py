@@ -1,4 +1,8 @@
-"""Latency on an ARM device, through LCE's `lce_benchmark_model`: commands and parsing."""
+"""Latency on an ARM device, through LCE's `lce_benchmark_model`: commands and parsing.
+
+The values that end up on the device's command line (`--host`, `--remote_dir`, file
+names) are checked here first (`check_ssh_host`, `check_remote_dir`, `remote_name`).
+"""
 
 from __future__ import annotations
 
@@ -6,21 +10,90 @@ import os
 import re
 import shlex
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
-from el_larq import safety
 from el_larq.deploy.host import Latency
 from el_larq.safety import DeploymentError
 
 __all__ = [
     "DEVICE_MODES",
+    "check_remote_dir",
+    "check_ssh_host",
     "device_commands",
     "device_latency",
     "parse_benchmark_output",
+    "remote_name",
     "run_device_benchmark",
 ]
 
 DEVICE_MODES = ("local", "adb", "ssh")
+
+# Destinations as ssh and scp both read them without doubt: [user@]host, where host is
+# a name, an address or an ssh_config alias. Nothing that starts with '-' (an option),
+# contains ':' (scp's host:path separator), '/' (scp: a local path) or whitespace.
+_SSH_HOST = re.compile(r"(?:[A-Za-z0-9._+-]+@)?[A-Za-z0-9][A-Za-z0-9._-]*")
+# Remote paths that every shell, scp (legacy and SFTP mode) and adb take literally.
+_REMOTE_SAFE = re.compile(r"[A-Za-z0-9._/+-]+")
+
+
+def check_ssh_host(host: str | None) -> str:
+    """The ssh destination, if it cannot be read as an option or a path.
+
+    # Raises
+        DeploymentError: missing, or anything but `[user@]host` made of letters,
+            digits, `.`, `_`, `-` (not first) and `+` in the user name.
+
+    # Example
+        ```python
+        check_ssh_host("pi@raspberrypi.local")
+        ```
+    """
+    if not host:
+        raise DeploymentError("ssh mode needs --host, e.g. --host=pi@raspberrypi.local")
+    if not _SSH_HOST.fullmatch(host):
+        raise DeploymentError(
+            f"--host {host!r} is not [user@]host (letters, digits, '.', '_', '-', not "
+            "starting with '-'); use an ssh_config Host alias for ports and other options"
+        )
+    return host
+
+
+def check_remote_dir(remote_dir: str) -> str:
+    """The device directory, if it is absolute and every shell reads it literally.
+
+    # Raises
+        DeploymentError: relative, or characters other than letters, digits, `._/+-`
+            (spaces, quotes, `$`, newlines, ... would need a shell's quoting, which scp's
+            SFTP mode does not undo).
+
+    # Example
+        ```python
+        check_remote_dir("/data/local/tmp")
+        ```
+    """
+    if not remote_dir.startswith("/"):
+        raise DeploymentError(
+            f"--remote_dir {remote_dir!r} must be an absolute path on the device, e.g. /tmp"
+        )
+    if not _REMOTE_SAFE.fullmatch(remote_dir):
+        raise DeploymentError(
+            f"--remote_dir {remote_dir!r} may only contain letters, digits and . _ / + -"
+        )
+    return remote_dir.rstrip("/") or "/"
+
+
+def remote_name(local: str) -> str:
+    """The file name a local file gets on the device: its own, with every character a
+    shell or scp might interpret replaced by `_` (and never starting with `-`).
+
+    # Example
+        ```python
+        assert remote_name("out/my model.tflite") == "my_model.tflite"
+        ```
+    """
+    name = re.sub(r"[^A-Za-z0-9._+-]", "_", Path(local).name) or "model"
+    return "_" + name[1:] if name.startswith("-") else name
 
 
 def device_commands(
@@ -85,10 +158,10 @@ def device_commands(
         on_path = "/" not in binary and not binary.startswith("-")
         local_binary = binary if on_path else os.path.abspath(binary)
         return [[local_binary, f"--graph={os.path.abspath(graph)}", *flags]]
-    remote_dir = safety.check_remote_dir(remote_dir)
+    remote_dir = check_remote_dir(remote_dir)
     base = remote_dir.rstrip("/")
-    remote_binary = f"{base}/{safety.remote_name(binary)}"
-    remote_graph = f"{base}/{safety.remote_name(graph)}"
+    remote_binary = f"{base}/{remote_name(binary)}"
+    remote_graph = f"{base}/{remote_name(graph)}"
     if remote_binary == remote_graph:
         raise DeploymentError(
             f"the binary and the model would both be {remote_graph} on the device; rename one"
@@ -108,7 +181,7 @@ def device_commands(
             [*adb, "push", local_graph, remote_graph],
             [*adb, "shell", remote_run],
         ]
-    host = safety.check_ssh_host(host)
+    host = check_ssh_host(host)
     return [
         ["ssh", "--", host, shlex.join(["mkdir", "-p", remote_dir])],
         # One file per scp with its full remote path: the remote name is ours, and the

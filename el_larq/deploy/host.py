@@ -11,8 +11,9 @@ from typing import Any
 import larq_compute_engine as lce
 import numpy as np
 
+from el_larq.deploy.validation import validate_flatbuffer
 from el_larq.io import captured_stderr
-from el_larq.safety import DeploymentError, validate_flatbuffer
+from el_larq.safety import DeploymentError
 
 __all__ = [
     "DEFAULT_KERNEL",
@@ -88,7 +89,7 @@ def make_interpreter(
 
     On x86 `"indirect_bgemm"` is the fast one (LCE's default `"optimized"` path is
     tuned for ARM); `"reference"` is the slow, simple one. The flatbuffer is checked
-    first (`el_larq.safety.validate_flatbuffer`): TFLite trusts its input, and a
+    first (`el_larq.deploy.validation.validate_flatbuffer`): TFLite trusts its input, and a
     truncated or corrupt file would crash the process instead of raising.
 
     # Arguments

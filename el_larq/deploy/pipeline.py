@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from el_larq import io, safety
+from el_larq import io
 from el_larq.deploy.census import Census, census
 from el_larq.deploy.conversion import convert
 from el_larq.deploy.flatbuffer import flatbuffer_ops, size_report
@@ -199,7 +199,7 @@ def convert_model_file(
     output = Path(output) if output is not None else default_output(model_path)
     json_path = Path(json_path) if json_path is not None else None
     # Before anything is read or written: no output may replace the model or another output.
-    safety.check_outputs([model_path], {"-o": output, "--json": json_path})
+    io.check_outputs([model_path], {"-o": output, "--json": json_path})
     io.check_writable(output)
     if json_path is not None:
         io.check_writable(json_path)
