@@ -25,6 +25,8 @@ import tensorflow as tf
 
 __all__ = ["BinaryConv2D", "BinaryDepthwiseConv2D", "ElasticLink", "el_conv"]
 
+GAMMA_ON = ("squeeze_expand", "all", "none")
+
 
 def _check_4d(layer: str, input_shape: tf.TensorShape) -> tf.TensorShape:
     input_shape = tf.TensorShape(input_shape)
@@ -51,7 +53,7 @@ class ElasticLink(tf.keras.layers.Layer):
     can be added to `BN(BinConv(x))`:
 
     * **Identity** (`Ci == Co`): `x` itself, no gamma (as Bi-Real Net), or `x / gamma`
-      with gamma initialised to 1 (eq. 5's `ceil(Ci / Co)`) when `identity_gamma=True`:
+      with gamma initialised to 1 (eq. 5's `ceil(Ci / Co)`) with `gamma_on="all"`:
       the paper's text speaks of "the gamma scaling after the Squeeze, Expand or
       Identity operation", so both readings are offered.
     * **Squeeze** (`Ci > Co`): `g = ceil(Ci / Co)`; `x` is zero-padded on the
@@ -80,7 +82,10 @@ class ElasticLink(tf.keras.layers.Layer):
         gamma_trainable: Whether gamma is learned (Table 2's gamma_l column) or
             frozen at its initial value.
         pool: `"max"` (the paper's EL) or `"avg"` (Bi-Real Net) pooling when strided.
-        identity_gamma: Give an Identity link a gamma too (initialised to 1).
+        gamma_on: Which links carry a gamma: `"squeeze_expand"` (eq. 5, no gamma on
+            Identity), `"all"` (Identity too, initialised to 1) or `"none"` (a plain
+            Squeeze / Expand / Identity; e.g. ReActNet's shortcut that adds the same
+            input to both halves of a doubled output is an Expand without gamma).
         **kwargs: Standard `tf.keras.layers.Layer` arguments (`name`, ...).
 
     # Input shape
@@ -104,7 +109,7 @@ class ElasticLink(tf.keras.layers.Layer):
         strides: int = 1,
         gamma_trainable: bool = True,
         pool: str = "max",
-        identity_gamma: bool = False,
+        gamma_on: str = "squeeze_expand",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -114,7 +119,11 @@ class ElasticLink(tf.keras.layers.Layer):
         if pool not in ("max", "avg"):
             raise ValueError(f"ElasticLink: `pool` must be 'max' or 'avg', got {pool!r}.")
         self.pool = pool
-        self.identity_gamma = bool(identity_gamma)
+        if gamma_on not in GAMMA_ON:
+            raise ValueError(
+                f"ElasticLink: `gamma_on` must be one of {GAMMA_ON}, got {gamma_on!r}."
+            )
+        self.gamma_on = gamma_on
 
     @property
     def kind(self) -> str:
@@ -137,7 +146,7 @@ class ElasticLink(tf.keras.layers.Layer):
         else:
             self._kind, self._groups = "expand", math.ceil(co / ci)
         self.gamma = None
-        if self._kind != "identity" or self.identity_gamma:
+        if {"squeeze_expand": self._kind != "identity", "all": True}.get(self.gamma_on, False):
             self.gamma = self.add_weight(
                 name="gamma",
                 shape=(),
@@ -171,16 +180,19 @@ class ElasticLink(tf.keras.layers.Layer):
         if self.strides > 1:
             pool = tf.nn.max_pool2d if self.pool == "max" else tf.nn.avg_pool2d
             x = pool(x, self.strides, self.strides, padding="SAME")
-        if self.gamma is None:
-            return x
-        inverse_gamma = tf.math.reciprocal(tf.cast(self.gamma, x.dtype))
-        if self._kind == "identity":
-            return x * inverse_gamma
+
+        def scale(values: tf.Tensor) -> tf.Tensor:
+            if self.gamma is None:
+                return values
+            return values * tf.math.reciprocal(tf.cast(self.gamma, values.dtype))
+
         # 1/gamma goes on the narrow side: after Squeeze's sum, before Expand's copies
         # (Ci instead of Co values: ~10 % of EL's training-time cost, docs/training.md).
+        if self._kind == "identity":
+            return scale(x)
         if self._kind == "squeeze":
-            return self._squeeze(x) * inverse_gamma
-        return self._expand(x * inverse_gamma)
+            return scale(self._squeeze(x))
+        return self._expand(scale(x))
 
     def compute_output_shape(self, input_shape: tf.TensorShape) -> tf.TensorShape:
         input_shape = _check_4d(type(self).__name__, input_shape)
@@ -199,7 +211,7 @@ class ElasticLink(tf.keras.layers.Layer):
             "strides": self.strides,
             "gamma_trainable": self.gamma_trainable,
             "pool": self.pool,
-            "identity_gamma": self.identity_gamma,
+            "gamma_on": self.gamma_on,
         }
 
 

@@ -123,11 +123,22 @@ def test_gamma_initial_values_and_identity_has_none():
 
 def test_identity_gamma_on_request_starts_at_one_and_divides():
     x = RNG.normal(size=(2, 4, 4, 8)).astype(np.float32)
-    layer = ElasticLink(8, strides=2, identity_gamma=True)
+    layer = ElasticLink(8, strides=2, gamma_on="all")
     np.testing.assert_array_equal(layer(x), np_sei(x, 8, strides=2))  # gamma = 1
     assert layer.kind == "identity" and layer.trainable_weights == [layer.gamma]
     layer.gamma.assign(4.0)
     np.testing.assert_allclose(layer(x), np_sei(x, 8, strides=2) / 4, rtol=1e-6)
+
+
+@pytest.mark.parametrize("ci, co", [(16, 40), (64, 16)])
+def test_links_without_gamma_are_plain_expand_and_squeeze(ci, co):
+    x = RNG.normal(size=(2, 4, 4, ci)).astype(np.float32)
+    layer = ElasticLink(co, gamma_on="none")
+    g = math.ceil(max(ci, co) / min(ci, co))
+    np.testing.assert_allclose(layer(x), np_sei(x, co) * g, rtol=1e-6)
+    assert layer.gamma is None and not layer.weights
+    with pytest.raises(ValueError, match="gamma_on"):
+        ElasticLink(co, gamma_on="identity")
 
 
 def test_gamma_trainable_or_frozen():
@@ -261,7 +272,7 @@ def test_binary_conv_defaults_are_what_lce_wants():
     "layer",
     [
         ElasticLink(16, strides=2, gamma_trainable=False, pool="avg", name="el"),
-        ElasticLink(16, identity_gamma=True, name="el_identity"),
+        ElasticLink(16, gamma_on="all", name="el_identity"),
         BinaryConv2D(8, 3, strides=2, activation_scaling=True, weight_scaling=True),
         BinaryDepthwiseConv2D(3, strides=2),
     ],
