@@ -40,6 +40,16 @@ import tensorflow as tf
 # because zoo users reach for it.
 from el_larq.summary import gamma_report, model_summary, plot_gamma_report
 from el_larq.zoo.mobilenet import binary_mobilenet, el_mobilenet, mobilenet
+from el_larq.zoo.real_to_binary import (
+    el_r2b_mobilenet,
+    el_r2b_resnet18,
+    el_r2b_resnet26,
+    el_r2b_resnet34,
+    el_r2b_resnet50,
+    r2b_resnet18,
+    r2b_resnet26,
+    r2b_resnet50,
+)
 from el_larq.zoo.resnet import (
     bireal_resnet18,
     bireal_resnet26,
@@ -67,12 +77,20 @@ __all__ = [
     "bireal_resnet50",
     "binary_mobilenet",
     "el_mobilenet",
+    "el_r2b_mobilenet",
+    "el_r2b_resnet18",
+    "el_r2b_resnet26",
+    "el_r2b_resnet34",
+    "el_r2b_resnet50",
     "el_resnet18",
     "el_resnet26",
     "el_resnet34",
     "el_resnet50",
     "get_model",
     "mobilenet",
+    "r2b_resnet18",
+    "r2b_resnet26",
+    "r2b_resnet50",
     "resnet18",
     "resnet26",
     "resnet34",
@@ -97,6 +115,14 @@ MODELS: dict[str, Callable[..., tf.keras.Model]] = {
         resnet34,
         resnet50,
         mobilenet,
+        r2b_resnet18,
+        r2b_resnet26,
+        r2b_resnet50,
+        el_r2b_resnet18,
+        el_r2b_resnet26,
+        el_r2b_resnet34,
+        el_r2b_resnet50,
+        el_r2b_mobilenet,
     )
 }
 
