@@ -451,7 +451,9 @@ def as_if_trained(model: Any, seed: int = 0) -> Any:
     """Give every BatchNorm non-trivial statistics and offsets, as training would.
 
     A freshly built model's BatchNorms have zero offsets, which the converter removes
-    (an `ADD` of zeros); a trained model keeps them. Latency and profiles of zoo
+    (an `ADD` of zeros); a trained model keeps them. The same holds for ReActNet's RSign
+    thresholds and RPReLU shifts (`el_larq.reactnet`), which start at zero and are given
+    small values too (RPReLU slopes stay near their 0.25). Latency and profiles of zoo
     architectures are measured on models treated with this, so that they run the ops
     a trained model runs. Also breaks the ties at zero of an untrained BNN (see
     `el_larq.deploy.verification.untrained_batchnorms`).
@@ -470,8 +472,18 @@ def as_if_trained(model: Any, seed: int = 0) -> Any:
     """
     import tensorflow as tf
 
+    from el_larq.reactnet import RPReLU, RSign
+
     rng = np.random.default_rng(seed)
     for layer in walk_layers(model):
+        if isinstance(getattr(layer, "input_quantizer", None), RSign):
+            beta = layer.input_quantizer.beta
+            beta.assign(rng.normal(0, 0.2, beta.shape))
+        if isinstance(layer, RPReLU):
+            shape = layer.slope.shape
+            layer.set_weights(
+                [rng.normal(0, 0.2, shape), rng.uniform(0.1, 0.4, shape), rng.normal(0, 0.2, shape)]
+            )
         if isinstance(layer, tf.keras.layers.BatchNormalization):
             shape = layer.moving_mean.shape
             values = {
