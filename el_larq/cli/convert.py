@@ -125,6 +125,7 @@ def convert(model_path: Path) -> int:
             max_top1_drop=FLAGS.max_top1_drop,
             allow_unsafe=FLAGS.allow_unsafe,
             json_path=FLAGS.json,
+            progress=True,
         )
     except pipeline.ConversionFailed as failure:
         _print(failure.report)

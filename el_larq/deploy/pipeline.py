@@ -153,6 +153,7 @@ def convert_model_file(
     max_top1_drop: float = DEFAULT_MAX_TOP1_DROP,
     allow_unsafe: bool = False,
     json_path: str | os.PathLike | None = None,
+    progress: bool = False,
 ) -> ConversionReport:
     """Convert a trained Keras model file to a checked LCE flatbuffer and write it.
 
@@ -181,6 +182,7 @@ def convert_model_file(
         max_top1_drop: With `dataset`: largest allowed drop of labelled top-1.
         allow_unsafe: Load models with `Lambda` layers (files you trust only).
         json_path: Also write `ConversionReport.to_json()` here.
+        progress: Show the verification's progress with rate and ETA on stderr.
 
     # Returns
         The `ConversionReport`.
@@ -272,6 +274,7 @@ def convert_model_file(
                 min_top1=min_top1,
                 labels=labels,
                 max_top1_drop=max_top1_drop,
+                progress=progress,
             )
             if not report.verification.passed:
                 note = " (on a copy with calibrated BatchNorm statistics)"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import larq_compute_engine as lce
 import numpy as np
 import tensorflow as tf
 
 from el_larq.deploy.kinds import walk_layers
+from el_larq.progress import Progress
 from el_larq.safety import DeploymentError
 
 __all__ = [
@@ -44,6 +46,8 @@ DEFAULT_MIN_TOP1_INT8 = 0.85
 # With labelled inputs (`convert/to_lce.py --dataset`): the flatbuffer's labelled top-1 may
 # be at most this much below Keras's. This is the gate that matters for int8 weights.
 DEFAULT_MAX_TOP1_DROP = 0.01
+# Inputs per progress step of `verify(progress=True)`.
+_PROGRESS_CHUNK = 64
 
 
 @dataclasses.dataclass
@@ -232,6 +236,21 @@ def calibrated_copy(model: tf.keras.Model, inputs: np.ndarray) -> tf.keras.Model
     return copy
 
 
+def _interpreter_outputs(interpreter: Any, inputs: np.ndarray, progress: bool) -> Any:
+    """`interpreter.predict(inputs)`, in chunks that report progress (unless few inputs)."""
+    if not progress or len(inputs) <= _PROGRESS_CHUNK:
+        return interpreter.predict(inputs)
+    meter = Progress("verify in LCE's interpreter", len(inputs), unit="inputs")
+    chunks = []
+    for start in range(0, len(inputs), _PROGRESS_CHUNK):
+        outputs = interpreter.predict(inputs[start : start + _PROGRESS_CHUNK])
+        chunks.append(outputs if isinstance(outputs, list) else [outputs])
+        meter.update(len(inputs[start : start + _PROGRESS_CHUNK]))
+    meter.close()
+    merged = [np.concatenate(parts) for parts in zip(*chunks, strict=True)]
+    return merged if len(merged) > 1 else merged[0]
+
+
 def verify(
     model: tf.keras.Model,
     flatbuffer: bytes,
@@ -242,6 +261,7 @@ def verify(
     labels: np.ndarray | None = None,
     max_top1_drop: float = DEFAULT_MAX_TOP1_DROP,
     num_threads: int = 1,
+    progress: bool = False,
 ) -> Verification:
     """Run the same inputs through Keras and LCE's interpreter and compare.
 
@@ -256,6 +276,9 @@ def verify(
             below Keras's.
         max_top1_drop: See `labels`.
         num_threads: Interpreter threads.
+        progress: Write the interpreter's progress with rate and ETA to stderr
+            (`el_larq.progress`) for more than 64 inputs: thousands of dataset images
+            take minutes.
 
     # Returns
         A `Verification`; check `.passed`.
@@ -268,7 +291,7 @@ def verify(
     """
     expected = model.predict(inputs, batch_size=len(inputs), verbose=0)
     interpreter = lce.testing.Interpreter(flatbuffer, num_threads=num_threads)
-    actual = interpreter.predict(inputs)
+    actual = _interpreter_outputs(interpreter, inputs, progress)
     if isinstance(expected, list):
         expected = np.concatenate([np.reshape(e, (len(inputs), -1)) for e in expected], axis=1)
         actual = np.concatenate([np.reshape(a, (len(inputs), -1)) for a in actual], axis=1)
