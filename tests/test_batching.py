@@ -1,5 +1,6 @@
 """el_larq.deploy.batching: batched LCE interpreter calls give the one-by-one results."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -111,3 +112,32 @@ def test_a_model_with_a_fixed_batch_falls_back_to_one_by_one():
     assert not predictor.batched and "differ from one-by-one" in predictor.reason
     one_by_one = batching.BatchPredictor(flatbuffer, batch_size=1).predict(x)
     np.testing.assert_array_equal(actual, one_by_one)
+
+
+def test_benchmark_script_runs_and_writes_json(tmp_path):
+    # The script's measuring loop on a handful of images (its real run: docs/results/).
+    out = tmp_path / "batching.json"
+    args = ["--image_size", "16", "--width", "0.125", "--batch_sizes", "4", "--images", "8"]
+    result = subprocess.run(
+        [sys.executable, "convert/benchmark_batching.py", *args, "--rounds", "1"]
+        + ["--json", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert [row["batch_size"] for row in report["rows"]] == [1, 4]
+    assert all(row["identical"] for row in report["rows"]) and report["rows"][1]["batched"]
+    assert report["rows"][0]["speedup"] == 1.0 and "| 4 | True |" in result.stdout
+    bad = subprocess.run(
+        [sys.executable, "convert/benchmark_batching.py", "--batch_sizes", "4,x"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert bad.returncode != 0 and bad.stderr.strip().splitlines()[-1] == (
+        "benchmark_batching.py: error: --batch_sizes must be integers >= 1, got ['4', 'x']"
+    )

@@ -11,6 +11,8 @@ calls, or it falls back to one image per call.
 
 from __future__ import annotations
 
+import statistics
+import time
 from typing import Any
 
 import numpy as np
@@ -20,7 +22,7 @@ from el_larq.deploy.flatbuffer import BUILTIN_NAMES, AlignedBuilder
 from el_larq.deploy.host import make_interpreter
 from el_larq.safety import DeploymentError
 
-__all__ = ["BatchPredictor", "default_batch_size", "with_batch_size"]
+__all__ = ["BatchPredictor", "batching_speed", "default_batch_size", "with_batch_size"]
 
 # Images per interpreter call unless told: enough to amortise the per-call cost of
 # small inputs, few enough that a 224 px ResNet's activations stay small.
@@ -194,3 +196,70 @@ class BatchPredictor:
                 return self._one_by_one(x)
         parts = [self._call(x[i : i + self.batch_size]) for i in range(0, len(x), self.batch_size)]
         return np.concatenate(parts)
+
+
+def batching_speed(
+    flatbuffer: bytes,
+    *,
+    batch_sizes: tuple[int, ...] = (4, 8, 16, 32),
+    images: int = 256,
+    rounds: int = 5,
+    num_threads: int = 1,
+    kernel: str = "indirect_bgemm",
+    xnnpack: bool | None = None,
+) -> list[dict]:
+    """Images/s of one-by-one and batched interpreter calls on the same images, side by side.
+
+    The settings run in interleaved rounds (every round times each setting once), so a
+    busy period of a shared machine slows all of them alike; process CPU time is
+    recorded too (with one thread it is what an undisturbed run takes). Every batched
+    setting's outputs are compared with one-by-one's.
+
+    # Arguments
+        flatbuffer: The bytes of a `.tflite` model.
+        batch_sizes: Batched settings to measure besides 1.
+        images: Images per timed run (random, uniform in [-1, 1]).
+        rounds: Interleaved rounds.
+        num_threads, kernel, xnnpack: Interpreter settings (`make_interpreter`).
+
+    # Returns
+        One dict per setting: `batch_size`, `batched` (False: it fell back),
+        `images_per_s` and `cpu_images_per_s` (medians over the rounds), `speedup` and
+        `cpu_speedup` (against one-by-one), `identical` (outputs equal to one-by-one's).
+
+    # Example
+        ```python
+        for row in batching_speed(flatbuffer, batch_sizes=(8,), images=64, rounds=2):
+            print(row["batch_size"], row["images_per_s"])
+        ```
+    """
+    settings = dict(num_threads=num_threads, kernel=kernel, xnnpack=xnnpack)
+    predictors = {1: BatchPredictor(flatbuffer, batch_size=1, **settings)}
+    for size in batch_sizes:
+        predictors[size] = BatchPredictor(flatbuffer, batch_size=size, **settings)
+    x = np.random.default_rng(0).uniform(-1, 1, (images, *predictors[1].input_shape))
+    x = x.astype(np.float32)
+    outputs = {size: p.predict(x) for size, p in predictors.items()}  # warm-up and check
+    wall: dict[int, list[float]] = {size: [] for size in predictors}
+    cpu: dict[int, list[float]] = {size: [] for size in predictors}
+    for _ in range(rounds):
+        for size, predictor in predictors.items():
+            start, start_cpu = time.perf_counter(), time.process_time()
+            predictor.predict(x)
+            wall[size].append(images / (time.perf_counter() - start))
+            cpu[size].append(images / max(time.process_time() - start_cpu, 1e-9))
+    rows = []
+    for size, predictor in predictors.items():
+        rate, cpu_rate = statistics.median(wall[size]), statistics.median(cpu[size])
+        rows.append(
+            {
+                "batch_size": size,
+                "batched": predictor.batched,
+                "images_per_s": rate,
+                "cpu_images_per_s": cpu_rate,
+                "speedup": rate / statistics.median(wall[1]),
+                "cpu_speedup": cpu_rate / statistics.median(cpu[1]),
+                "identical": bool(np.array_equal(outputs[size], outputs[1])),
+            }
+        )
+    return rows
