@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from el_larq.layers import BinaryConv2D, ElasticLink
 from el_larq.lce import convert, op_counts
+from el_larq.reactnet import RSign
 from el_larq.recipes import build_recipe, list_recipes, load_recipe
 from el_larq.zoo import MODELS, gamma_report, get_model, model_summary, plot_gamma_report
 
@@ -61,6 +62,13 @@ for _name in ("el_resnet18", "el_resnet26", "el_resnet34", "el_resnet50", "el_mo
 for _depth in ("26", "50"):
     EXPECTED[f"r2b_resnet{_depth}"] = EXPECTED[f"bireal_resnet{_depth}"]
 EXPECTED["r2b_resnet18"] = (16, 0, 4, dict(squeeze=0, expand=0, identity=0), 0)
+# ReActNet: 13 blocks, each a binary 3x3 (identity link) and a 1x1 part: 8 normal blocks
+# with a binary 1x1 (identity link), 5 reduction blocks with one C -> 2C 1x1 conv and an
+# Expand link (ReActNet's duplicated shortcut without gamma; EL-ReActNet's with gamma).
+# ReActNet-C and EL-ReActNet keep the 5 reduction convs float. Float convs: + the stem.
+EXPECTED["reactnet_a"] = (26, 0, 1, dict(squeeze=0, expand=5, identity=21), 0)
+EXPECTED["reactnet_c"] = (21, 0, 6, dict(squeeze=0, expand=5, identity=21), 0)
+EXPECTED["el_reactnet"] = (21, 0, 6, dict(squeeze=0, expand=5, identity=21), 5)
 
 
 def test_expected_covers_every_model():
@@ -96,7 +104,10 @@ def test_binarized_convs_use_ste_sign(name):
     for layer in model.layers:
         if isinstance(layer, lq.layers.QuantConv2D | lq.layers.QuantDepthwiseConv2D):
             kernel = getattr(layer, "kernel_quantizer", None) or layer.depthwise_quantizer
-            if name.startswith("bireal_resnet") and name[-2:] in ("18", "34"):
+            if "reactnet" in name:  # ReActNet's RSign and sign(W) * mean |W|
+                assert isinstance(layer.input_quantizer, RSign), layer.name
+                assert isinstance(kernel, lq.quantizers.MagnitudeAwareSign), layer.name
+            elif name.startswith("bireal_resnet") and name[-2:] in ("18", "34"):
                 # Bi-Real Net's own quantizers: the baseline that differs from EL in them.
                 assert isinstance(layer.input_quantizer, lq.quantizers.ApproxSign)
                 assert isinstance(kernel, lq.quantizers.MagnitudeAwareSign)

@@ -27,6 +27,10 @@ Architecture (DESIGN.md section 3, the paper's "Instantiations" and Fig. 3):
 
 Full-precision twins (`resnet18`, ..., `mobilenet`) are the same stacks with
 `binary=False`: float convs, ReLU after each unit and no Elastic-Link.
+
+ReActNet (`reactnet.py`): ReActNet-A and -C and EL-ReActNet, ReActNet-C with
+Elastic-Link in its reduction blocks (the paper's 71.9 %); RSign and RPReLU from
+`el_larq.reactnet`, a 3x3/2 stem without activation and no ReLU before the pool.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ import tensorflow as tf
 # because zoo users reach for it.
 from el_larq.summary import gamma_report, model_summary, plot_gamma_report
 from el_larq.zoo.mobilenet import binary_mobilenet, el_mobilenet, mobilenet
+from el_larq.zoo.reactnet import el_reactnet, reactnet_a, reactnet_c
 from el_larq.zoo.real_to_binary import (
     el_r2b_mobilenet,
     el_r2b_resnet18,
@@ -82,6 +87,7 @@ __all__ = [
     "el_r2b_resnet26",
     "el_r2b_resnet34",
     "el_r2b_resnet50",
+    "el_reactnet",
     "el_resnet18",
     "el_resnet26",
     "el_resnet34",
@@ -91,6 +97,8 @@ __all__ = [
     "r2b_resnet18",
     "r2b_resnet26",
     "r2b_resnet50",
+    "reactnet_a",
+    "reactnet_c",
     "resnet18",
     "resnet26",
     "resnet34",
@@ -123,6 +131,9 @@ MODELS: dict[str, Callable[..., tf.keras.Model]] = {
         el_r2b_resnet34,
         el_r2b_resnet50,
         el_r2b_mobilenet,
+        reactnet_a,
+        reactnet_c,
+        el_reactnet,
     )
 }
 
