@@ -26,10 +26,12 @@ from typing import Any
 import tensorflow as tf
 
 __all__ = [
+    "BLOCK_PAIRS",
     "DistillationError",
     "DistillationModel",
     "attention_loss",
     "attention_vector",
+    "block_pairs",
     "check_pairs",
     "check_teacher",
     "distribution_loss",
@@ -37,6 +39,8 @@ __all__ = [
 ]
 
 _EPSILON = 1e-7  # as Keras' cross-entropy on probabilities
+# `attention_pairs` that pairs every block output the student and teacher share by name.
+BLOCK_PAIRS = "blocks"
 
 
 class DistillationError(ValueError):
@@ -126,14 +130,37 @@ def _layer_output(model: tf.keras.Model, name: str, role: str) -> tf.Tensor:
         ) from None
 
 
+def block_pairs(student: tf.keras.Model, teacher: tf.keras.Model) -> dict[str, str]:
+    """`{name: name}` for every block output (a layer named `*_out`) both models have.
+
+    The zoo names block outputs alike in a binary net and its float twin
+    (`stage2_block1_out`), so this is Real-to-Binary's block-by-block mapping.
+
+    # Raises
+        DistillationError: the two models share no block output.
+    """
+    teacher_names = {layer.name for layer in teacher.layers}
+    pairs = {
+        layer.name: layer.name
+        for layer in student.layers
+        if layer.name.endswith("_out") and layer.name in teacher_names
+    }
+    if not pairs:
+        raise DistillationError(
+            f"{student.name!r} and {teacher.name!r} share no block output (*_out layer) for "
+            "attention_pairs='blocks': give the pairs explicitly"
+        )
+    return pairs
+
+
 def check_pairs(
-    student: tf.keras.Model, teacher: tf.keras.Model, pairs: Mapping[str, str]
+    student: tf.keras.Model, teacher: tf.keras.Model, pairs: Mapping[str, str] | str
 ) -> list[tuple[tf.Tensor, tf.Tensor]]:
     """The (student, teacher) block outputs of `pairs`, checked.
 
     # Arguments
         student, teacher: Functional Keras models.
-        pairs: `{student layer name: teacher layer name}`.
+        pairs: `{student layer name: teacher layer name}`, or `"blocks"` (`block_pairs`).
 
     # Returns
         The pairs of symbolic outputs, in the order of `pairs`.
@@ -142,6 +169,10 @@ def check_pairs(
         DistillationError: a missing layer, an output that is not 4-D, or different
             spatial sizes (one line naming both layers).
     """
+    if pairs == BLOCK_PAIRS:
+        pairs = block_pairs(student, teacher)
+    elif isinstance(pairs, str):
+        raise DistillationError(f"attention_pairs must be {BLOCK_PAIRS!r} or a mapping")
     outputs = []
     for student_name, teacher_name in pairs.items():
         s = _layer_output(student, student_name, "student")
@@ -195,7 +226,7 @@ class DistillationModel(tf.keras.Model):
         distribution_weight, label_weight: Weights of the distributional and the
             label cross-entropy (without a teacher the label weight is 1).
         attention_weight: Weight of attention matching (needs `attention_pairs`).
-        attention_pairs: `{student layer: teacher layer}` block outputs.
+        attention_pairs: `{student layer: teacher layer}` block outputs, or `"blocks"`.
         weight_decay: L2 coefficient on conv and dense kernels.
 
     # Example
@@ -216,12 +247,12 @@ class DistillationModel(tf.keras.Model):
         distribution_weight: float = 1.0,
         label_weight: float = 0.0,
         attention_weight: float = 0.0,
-        attention_pairs: Mapping[str, str] | None = None,
+        attention_pairs: Mapping[str, str] | str | None = None,
         weight_decay: float = 0.0,
         **kwargs: Any,
     ):
         super().__init__(name=f"{student.name}_distilled", **kwargs)
-        pairs = dict(attention_pairs or {})
+        pairs = attention_pairs or {}
         if teacher is None and (pairs or attention_weight):
             raise DistillationError("attention matching needs a teacher")
         if attention_weight and not pairs:

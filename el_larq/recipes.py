@@ -49,6 +49,28 @@ _TOP_LEVEL = {
     "model_kwargs": ((dict, "a mapping"), True),
     "paper": ((list, "a list"), True),
     "training": ((dict, "a mapping"), False),
+    "stages": ((list, "a list"), False),
+}
+# One stage of a multi-stage recipe (`el_larq.training.stages`): its own model switches and
+# training values over the recipe's, where its teacher and first weights come from.
+_STAGE = {
+    "name": (_STR, True),
+    "description": (_STR, False),
+    "model": (_STR, False),
+    "model_kwargs": ((dict, "a mapping"), False),
+    "training": ((dict, "a mapping"), False),
+    "teacher": (_STR, False),
+    "init_from": (_STR, False),
+    "distillation": ((dict, "a mapping"), False),
+}
+# `teacher` of a stage: an earlier stage's name, or this: the command's --teacher file.
+TEACHER_FLAG = "--teacher"
+_DISTILLATION = {
+    "temperature": (_NUMBER, False),
+    "distribution_weight": (_NUMBER, False),
+    "label_weight": (_NUMBER, False),
+    "attention_weight": (_NUMBER, False),
+    "attention_pairs": (((str, dict), '"blocks" or a mapping'), False),
 }
 _PAPER_ROW = {
     "table": (_STR, True),
@@ -63,6 +85,7 @@ _TRAINING = {
     "batch_size": (_INT, False),
     "lr_decay_epochs_fraction": ((list, "a list of numbers"), False),
     "lr_decay_factor": (_NUMBER, False),
+    "lr_schedule": (_STR, False),
     "input_size": (_INT, False),
 }
 # The paper's training recipe ("Training Details"), shared by every recipe; a recipe's own
@@ -191,27 +214,69 @@ def validate_recipe(recipe: Any, where: str = "recipe") -> None:
                 f"Recipe file {where}: paper[{index}] must be a mapping, got {_type_name(row)}."
             )
         _check_mapping(row, _PAPER_ROW, where, f"paper[{index}].")
-    for key, value in recipe["model_kwargs"].items():
+    _check_model_kwargs(recipe["model_kwargs"], where, "model_kwargs")
+    _check_training(recipe.get("training", {}), where, "training")
+    _check_stages(recipe.get("stages", []), where)
+
+
+def _check_model_kwargs(model_kwargs: dict, where: str, prefix: str) -> None:
+    for key, value in model_kwargs.items():
         # Builder switches are flags, names and numbers; the builder checks the names.
         if not isinstance(value, (bool, int, float, str)):
             raise ValueError(
-                f"Recipe file {where}: model_kwargs.{key} must be a boolean, number or "
+                f"Recipe file {where}: {prefix}.{key} must be a boolean, number or "
                 f"string, got {_type_name(value)}."
             )
-    training = recipe.get("training", {})
-    _check_mapping(training, _TRAINING, where, "training.")
+
+
+def _check_stages(stages: list, where: str) -> None:
+    names: list[str] = []
+    for index, stage in enumerate(stages):
+        prefix = f"stages[{index}]"
+        if not isinstance(stage, dict):
+            raise ValueError(
+                f"Recipe file {where}: {prefix} must be a mapping, got {_type_name(stage)}."
+            )
+        _check_mapping(stage, _STAGE, where, f"{prefix}.")
+        name = stage["name"]
+        if not name.isidentifier() or name in names:
+            raise ValueError(
+                f"Recipe file {where}: {prefix}.name {name!r} must be a unique identifier."
+            )
+        _check_model_kwargs(stage.get("model_kwargs", {}), where, f"{prefix}.model_kwargs")
+        _check_training(stage.get("training", {}), where, f"{prefix}.training")
+        distillation = stage.get("distillation", {})
+        _check_mapping(distillation, _DISTILLATION, where, f"{prefix}.distillation.")
+        pairs = distillation.get("attention_pairs", {})
+        if isinstance(pairs, str) and pairs != "blocks":
+            raise ValueError(
+                f"Recipe file {where}: {prefix}.distillation.attention_pairs must be "
+                f'"blocks" or a mapping of layer names, got {pairs!r}.'
+            )
+        for key, allowed in (("teacher", [*names, TEACHER_FLAG]), ("init_from", names)):
+            if key in stage and stage[key] not in allowed:
+                raise ValueError(
+                    f"Recipe file {where}: {prefix}.{key} {stage[key]!r} must name an earlier "
+                    f"stage{' or be ' + repr(TEACHER_FLAG) if key == 'teacher' else ''} "
+                    f"(earlier: {', '.join(names) or 'none'})."
+                )
+        names.append(name)
+
+
+def _check_training(training: dict, where: str, prefix: str) -> None:
+    _check_mapping(training, _TRAINING, where, f"{prefix}.")
     for key in _POSITIVE & set(training):
         if not training[key] > 0:
             raise ValueError(
-                f"Recipe file {where}: training.{key} must be positive, got {training[key]}."
+                f"Recipe file {where}: {prefix}.{key} must be positive, got {training[key]}."
             )
     if training.get("weight_decay", 0) < 0:
-        raise ValueError(f"Recipe file {where}: training.weight_decay must be >= 0.")
+        raise ValueError(f"Recipe file {where}: {prefix}.weight_decay must be >= 0.")
     fractions = training.get("lr_decay_epochs_fraction", [])
     numbers = all(isinstance(f, (int, float)) and not isinstance(f, bool) for f in fractions)
     if not (numbers and all(0 < f < 1 for f in fractions)):
         raise ValueError(
-            f"Recipe file {where}: training.lr_decay_epochs_fraction must be a list of "
+            f"Recipe file {where}: {prefix}.lr_decay_epochs_fraction must be a list of "
             f"numbers in (0, 1), got {json.dumps(fractions)[:60]}."
         )
 

@@ -3,6 +3,10 @@
     el-larq train --model el_resnet26 --width 0.25 --epochs 2 --output_dir runs/fmnist
     el-larq train --recipe el_resnet26 --dataset imagenet2012 --data_dir ~/tfds \\
         --strategy mirrored --output_dir runs/imagenet
+    el-larq train --recipe reactnet_a --teacher runs/teacher/model.h5 --output_dir runs/ra
+
+A recipe with stages (ReActNet's two steps, Real-to-Binary's) trains them all, each in
+its own folder under --output_dir; flags given explicitly apply to every stage.
 
 (also `python -m el_larq train ...` and, in a checkout, `python train/train.py ...`)
 
@@ -46,11 +50,18 @@ flags.DEFINE_integer("backup_steps", 0, "Back up every N steps (0: at each epoch
 flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
 flags.DEFINE_integer("verbose", 1, "Keras verbosity: 1 progress bar, 2 one line per epoch.")
 flags.DEFINE_bool("overwrite", False, "Train again in an --output_dir with a finished run.")
+flags.DEFINE_string("teacher", None, "Trained classifier (.h5) to distill from (ReActNet loss).")
+flags.DEFINE_float("temperature", 1.0, "Temperature of the distributional loss.")
+flags.DEFINE_float("distribution_weight", 1.0, "Weight of the distributional loss.")
+flags.DEFINE_float("label_weight", 0.0, "Weight of the label cross-entropy with a --teacher.")
+flags.DEFINE_float("weight_decay", 0.0, "L2 on conv/dense kernels, added to the loss.")
+flags.DEFINE_string("init_from", None, "Model/weights file of the same network to start from.")
 flags.mark_flag_as_required("output_dir")
 
 # Flags that override a recipe only when given on the command line.
 _RECIPE_FLAGS = ("epochs", "batch_size", "learning_rate", "lr_decay_epochs", "lr_decay_factor")
-_RECIPE_FLAGS += ("width", "image_size")
+_RECIPE_FLAGS += ("width", "image_size", "lr_schedule", "weight_decay")
+_RECIPE_FLAGS += ("temperature", "distribution_weight", "label_weight")
 
 
 def _overrides() -> dict:
@@ -58,7 +69,8 @@ def _overrides() -> dict:
         "output_dir", "dataset", "data_dir", "download", "train_split", "eval_split", "image_size",
         "epochs", "batch_size", "learning_rate", "lr_schedule", "lr_decay_factor", "width",
         "seed", "strategy", "steps_per_epoch", "validation_steps", "backup_steps", "jit_compile",
-        "verbose", "overwrite",
+        "verbose", "overwrite", "teacher", "temperature", "distribution_weight", "label_weight",
+        "weight_decay", "init_from",
     ]  # fmt: skip
     values = {name: FLAGS[name].value for name in names}
     try:
@@ -87,19 +99,43 @@ def main(argv):
         import tensorflow as tf
 
         tf.get_logger().setLevel("ERROR")
+        if FLAGS.recipe and training.recipe_stages(FLAGS.recipe):
+            _train_stages(strategy)
+            return
         config = training.resolve_config(_overrides(), recipe=FLAGS.recipe, model=FLAGS.model)
         distribute.check_global_batch(config.batch_size, strategy)
-        print(
-            f"training {config.model} on {config.dataset} for {config.epochs} epochs, global "
-            f"batch {config.batch_size} on {strategy.num_replicas_in_sync} replica(s) -> "
-            f"{config.output_dir}",
-            flush=True,
-        )
+        _announce(config, strategy)
         metrics = training.train(config, strategy)
     except training.USER_ERRORS as error:
         sys.exit(f"{PROG}: error: {error}")
-    summary = {k: metrics[k] for k in ("val_top1", "val_top5", "val_loss") if k in metrics}
-    print(f"done: {metrics['epochs']} epochs, {summary}, outputs in {metrics['output_dir']}")
+    where = metrics["output_dir"]
+    print(f"done: {metrics['epochs']} epochs, {_scores(metrics)}, outputs in {where}")
+
+
+def _announce(config, strategy) -> None:
+    print(
+        f"training {config.model} on {config.dataset} for {config.epochs} epochs, global "
+        f"batch {config.batch_size} on {strategy.num_replicas_in_sync} replica(s) -> "
+        f"{config.output_dir}",
+        flush=True,
+    )
+
+
+def _scores(metrics: dict) -> dict:
+    return {k: metrics[k] for k in ("val_top1", "val_top5", "val_loss") if k in metrics}
+
+
+def _train_stages(strategy) -> None:
+    if FLAGS.model:
+        raise training.ConfigError("pass either --model or --recipe, not both.")
+    overrides = {k: v for k, v in _overrides().items() if k != "teacher"}
+    configs = training.stage_configs(FLAGS.recipe, overrides, teacher=FLAGS.teacher)
+    for config in configs:
+        distribute.check_global_batch(config.batch_size, strategy)
+    results = training.train_stages(configs, strategy, output_dir=FLAGS.output_dir)
+    for result in results:
+        print(f"{result['stage']}: {_scores(result['metrics'])}")
+    print(f"done: {len(results)} stages, outputs in {FLAGS.output_dir}")
 
 
 def run(argv: list[str] | None = None, prog: str = PROG) -> None:

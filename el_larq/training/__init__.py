@@ -10,6 +10,7 @@ everything a run produces into `config.output_dir`:
     FAILED                only after a failure that left nothing to resume: why
     logs/                 TensorBoard logs
     metrics.csv, .json    one row per epoch (loss, top-1, top-5, validation, lr, time)
+    curves.png            loss, top-1 and learning rate per epoch (with matplotlib)
     gamma_report.json     learned gamma of every Elastic-Link (and .png plot)
     command.txt           the exact command line; config.json: the resolved config
 
@@ -20,8 +21,9 @@ of epochs, with one metrics row per epoch. The directory belongs to one run
 and `overwrite` removes only the files a run writes.
 
 Modules: `config` (`TrainConfig`, recipe values, checks, learning-rate schedule),
-`loop` (`compile_model`, the crash-safe callbacks, `train`), `evaluation`
-(`evaluate_model`).
+`loop` (`compile_model`, the crash-safe callbacks, `train`), `stages` (multi-stage
+recipes: `stage_configs`, `train_stages`), `evaluation` (`evaluate_model`).
+Distillation (a `teacher`, attention matching, weight decay) is `el_larq.distillation`.
 """
 
 from el_larq.training.config import (
@@ -41,6 +43,13 @@ from el_larq.training.loop import (
     save_model_atomic,
     train,
 )
+from el_larq.training.stages import (
+    STAGES_FILE,
+    recipe_stages,
+    stage_configs,
+    stage_finished,
+    train_stages,
+)
 
 __all__ = [
     "ConfigError",
@@ -55,5 +64,10 @@ __all__ = [
     "read_metrics",
     "resolve_config",
     "save_model_atomic",
+    "STAGES_FILE",
+    "recipe_stages",
+    "stage_configs",
+    "stage_finished",
     "train",
+    "train_stages",
 ]

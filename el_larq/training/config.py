@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from typing import Any
 
 from el_larq import data as data_lib
 from el_larq import distribute, run_dir
+from el_larq.distillation import BLOCK_PAIRS
 
 LR_SCHEDULES = ("step", "cosine", "linear", "constant")
 
@@ -72,7 +72,8 @@ class TrainConfig:
             temperature and weight, and the label cross-entropy's weight (with a teacher;
             without one the labels weigh 1). See `el_larq.distillation`.
         attention_weight, attention_pairs: Attention matching (Real-to-Binary): weight and
-            `{student layer: teacher layer}` block outputs.
+            `{student layer: teacher layer}` block outputs, or `"blocks"`: every block
+            output (`*_out` layer) the two models share by name.
         weight_decay: L2 on conv and dense kernels, added to the loss (PyTorch Adam's
             coupled decay, as ReActNet and Real-to-Binary trained).
         init_from: A model or weights file of the same architecture whose weights start
@@ -110,7 +111,7 @@ class TrainConfig:
     distribution_weight: float = 1.0
     label_weight: float = 0.0
     attention_weight: float = 0.0
-    attention_pairs: dict[str, str] = dataclasses.field(default_factory=dict)
+    attention_pairs: dict[str, str] | str = dataclasses.field(default_factory=dict)
     weight_decay: float = 0.0
     init_from: str | None = None
 
@@ -121,14 +122,18 @@ class TrainConfig:
 
 
 def resolve_config(
-    overrides: dict[str, Any], *, recipe: str | None = None, model: str | None = None
+    overrides: dict[str, Any],
+    *,
+    recipe: str | dict[str, Any] | None = None,
+    model: str | None = None,
 ) -> TrainConfig:
     """Combine a recipe's values with explicitly given ones (which win).
 
     # Arguments
         overrides: `TrainConfig` fields given explicitly (e.g. on the command line).
-        recipe: A recipe name (`el_larq.recipes`); its model, model arguments and training values
-            become the defaults.
+        recipe: A recipe name (`el_larq.recipes`) or a loaded recipe (one stage of a
+            multi-stage recipe: `el_larq.training.stages`); its model, model arguments and
+            training values become the defaults.
         model: A zoo model name (instead of a recipe).
 
     # Returns
@@ -156,13 +161,15 @@ def resolve_config(
     return config
 
 
-def _recipe_values(name: str, dataset: str) -> dict[str, Any]:
+def _recipe_values(recipe: str | dict[str, Any], dataset: str) -> dict[str, Any]:
     from el_larq import recipes
 
-    try:
-        recipe = recipes.load_recipe(name)
-    except ValueError as error:
-        raise ConfigError(str(error)) from error
+    if isinstance(recipe, str):
+        try:
+            recipe = recipes.load_recipe(recipe)
+        except ValueError as error:
+            raise ConfigError(str(error)) from error
+    name = recipe["name"]
     training = recipe.get("training", {})
     if training.get("optimizer", "adam") != "adam":
         raise ConfigError(f"recipe {name!r}: only Adam is supported.")
@@ -242,14 +249,14 @@ def _check_distillation(config: TrainConfig) -> None:
     if config.attention_weight and not config.attention_pairs:
         raise ConfigError("--attention_weight > 0 needs attention_pairs (student -> teacher).")
     pairs = config.attention_pairs
-    if not isinstance(pairs, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in pairs.items()
+    if pairs != BLOCK_PAIRS and not (
+        isinstance(pairs, dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in pairs.items())
     ):
-        raise ConfigError(f"attention_pairs must map layer names to layer names, got {pairs!r}.")
-    for name in ("teacher", "init_from"):
-        path = getattr(config, name)
-        if path is not None and not os.path.isfile(path):
-            raise ConfigError(f"--{name} {path}: no such file.")
+        raise ConfigError(
+            f"attention_pairs must be {BLOCK_PAIRS!r} or map layer names to layer names, "
+            f"got {pairs!r}."
+        )
 
 
 def learning_rate_schedule(config: TrainConfig):
