@@ -50,6 +50,7 @@ RUN_FILES = (
     FAILED,
     "metrics.json",
     "metrics.csv",
+    "curves.png",
     "gamma_report.json",
     "gamma_report.png",
     "checkpoints/last.h5",

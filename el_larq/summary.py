@@ -1,4 +1,7 @@
-"""Introspection of el_larq models: layer and MAC counts, and the gamma report (Fig. 4)."""
+"""Introspection of el_larq models: layer and MAC counts, and the gamma report (Fig. 4).
+
+Its plot is `el_larq.plots.plot_gamma_report` (also importable from here).
+"""
 
 from __future__ import annotations
 
@@ -8,16 +11,12 @@ import larq as lq
 import numpy as np
 import tensorflow as tf
 
-from el_larq.io import atomic_path
 from el_larq.layers import ElasticLink
 
-__all__ = ["MATPLOTLIB_MISSING", "gamma_report", "model_summary", "plot_gamma_report"]
+# The plots live in el_larq.plots; these names stay importable from here.
+from el_larq.plots import MATPLOTLIB_MISSING, plot_gamma_report
 
-# Plotting is the optional extra `plot`; what to do when it is missing, in one line.
-MATPLOTLIB_MISSING = (
-    "{what} needs matplotlib, which is not installed: pip install 'el-larq[plot]' "
-    "(or pip install matplotlib)"
-)
+__all__ = ["MATPLOTLIB_MISSING", "gamma_report", "model_summary", "plot_gamma_report"]
 
 # Bi-Real Net's FLOPs convention, which the paper uses: a binary MAC costs 1/64 FLOP.
 BINARY_MACS_PER_FLOP = 64
@@ -135,59 +134,6 @@ def gamma_report(model: tf.keras.Model) -> list[dict[str, Any]]:
                 }
             )
     return report
-
-
-def plot_gamma_report(report: list[dict[str, Any]], path: str, title: str = "") -> str:
-    """Bar plot of gamma after training, like the paper's Fig. 4 (PNG, written atomically).
-
-    One bar per gamma at its trained value; the initial value is marked, and the
-    bar is red where gamma rose and green where it fell.
-
-    # Arguments
-        report: The output of `gamma_report`.
-        path: Where to write the PNG.
-        title: Optional plot title.
-
-    # Returns
-        `path`.
-
-    # Raises
-        ImportError: matplotlib is not installed (the `plot` extra).
-    """
-    try:
-        import matplotlib
-    except ImportError:
-        raise ImportError(MATPLOTLIB_MISSING.format(what="plot_gamma_report")) from None
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(report) + 2), 4))
-    positions = np.arange(len(report))
-    values = [row["value"] for row in report]
-    colors = ["tab:red" if row["change"] > 0 else "tab:green" for row in report]
-    ax.bar(positions, values, color=colors)
-    ax.scatter(
-        positions,
-        [row["initial"] for row in report],
-        marker="_",
-        s=200,
-        c="k",
-        label="initial value (g)",
-        zorder=3,
-    )
-    labels = [f"{row['block']}\n{row['kind'][:3]}" for row in report]
-    ax.set_xticks(positions, labels, rotation=90, fontsize=7)
-    ax.set_ylabel("gamma")
-    ax.set_title(title or "Elastic-Link gamma after training (red: rose, green: fell)")
-    ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=120, format="png")
-    finally:
-        plt.close(fig)
-    return path
 
 
 if __name__ == "__main__":

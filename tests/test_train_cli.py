@@ -28,6 +28,7 @@ OUTPUTS = [
     "logs/validation",
     "metrics.csv",
     "metrics.json",
+    "curves.png",
     "gamma_report.json",
     "gamma_report.png",
     "command.txt",

@@ -26,7 +26,7 @@ import h5py
 import tensorflow as tf
 
 from el_larq import data as data_lib
-from el_larq import distribute, run_dir, summary
+from el_larq import distribute, plots, run_dir, summary
 from el_larq.distillation import DistillationError, DistillationModel, ends_with_softmax
 from el_larq.io import atomic_path, write_atomic
 from el_larq.training.config import (
@@ -229,6 +229,8 @@ class _EpochRecords(tf.keras.callbacks.BackupAndRestore):
         writer.writeheader()
         writer.writerows(rows)
         _write_text(self.csv_path, text.getvalue().rstrip("\n"))
+        if importlib.util.find_spec("matplotlib") is not None:  # the optional extra `plot`
+            plots.plot_training_curves(rows, os.path.join(self.output_dir, "curves.png"))
 
 
 def _h5_epoch(path: str) -> int | None:
