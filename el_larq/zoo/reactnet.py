@@ -200,7 +200,7 @@ def _documented(extra_arguments: str = ""):
 
 def _model_args(values: dict) -> dict:
     """The keras-applications arguments among a builder's `locals()`."""
-    return {key: values[key] for key in MODEL_ARGS}
+    return {key: values[key] for key in MODEL_ARGS if key in values}
 
 
 @_documented()
