@@ -63,6 +63,9 @@ flags.DEFINE_list("seeds", ["0", "1"], "Seeds.")
 flags.DEFINE_string("runs_dir", os.path.join(ROOT, "runs", "study"), "Where runs go.")
 flags.DEFINE_integer("timeout", 3600, "Seconds one training run may take.", lower_bound=1)
 flags.DEFINE_string("data_dir", None, "Fashion-MNIST IDX directory (default: the usual places).")
+flags.DEFINE_string(
+    "teacher", None, "Trained classifier (.h5) for recipes whose stages distill from --teacher."
+)
 flags.DEFINE_list(
     "set",
     [],
@@ -183,6 +186,8 @@ def check_arguments() -> list[tuple[str, str]]:
     seeds = [str(int(seed)) for seed in FLAGS.seeds]  # "01" and "1" are the same run
     if len(set(seeds)) != len(seeds) or len(set(names)) != len(names):
         raise StudyError("--seeds and --only must not repeat a value.")
+    if FLAGS.teacher and not os.path.isfile(FLAGS.teacher):
+        raise StudyError(f"--teacher {FLAGS.teacher}: no such file.")
     if FLAGS.data_dir and not os.path.isdir(FLAGS.data_dir):
         raise StudyError(f"--data_dir {FLAGS.data_dir} is not a directory.")
     existing = os.path.abspath(FLAGS.runs_dir)
@@ -196,15 +201,24 @@ def check_arguments() -> list[tuple[str, str]]:
     return [(recipe, seed) for recipe in names for seed in seeds]
 
 
+def final_stage_dir(recipe: str, out: str) -> str:
+    """Where the run's final model and metrics are: `out`, or its last stage's folder."""
+    from el_larq import recipes
+
+    stages = recipes.load_recipe(recipe).get("stages", [])
+    return os.path.join(out, f"{len(stages)}_{stages[-1]['name']}") if stages else out
+
+
 def run_one(recipe: str, seed: str) -> str:
     out = os.path.join(FLAGS.runs_dir, f"{recipe}_s{seed}")
     final = os.path.join(out, "final_eval.json")
+    last = final_stage_dir(recipe, out)
     final_lce = os.path.join(out, "final_eval_lce.json")
     lce_due = recipe in LCE_CHECK and not os.path.exists(final_lce)
     if os.path.exists(final) and not lce_due:
         return "done before"
     os.makedirs(out, exist_ok=True)
-    model = os.path.join(out, "model.h5")
+    model = os.path.join(last, "model.h5")
     tflite = os.path.join(out, "model.tflite")
     train = [
         sys.executable,
@@ -218,6 +232,8 @@ def run_one(recipe: str, seed: str) -> str:
     train += [f"--{key}={value}" for key, value in study_recipe().items()]
     data = [f"--data_dir={FLAGS.data_dir}"] if FLAGS.data_dir else []
     train += data
+    if FLAGS.teacher and last != out:
+        train.append(f"--teacher={FLAGS.teacher}")
 
     def evaluate(path: str, json_path: str) -> list[str]:
         return [
