@@ -5,6 +5,8 @@
 #   ./run.sh test [pytest args]   set up, lint, run the test suite
 #   ./run.sh setup                only create/refresh the virtual environment
 #   ./run.sh data                 only install Fashion-MNIST (Debian's dataset-fashion-mnist)
+#   ./run.sh smoke-oldest         build .venv-oldest with the lowest versions setup.cfg allows
+#                                 and run the smoke tests (pytest -m smoke) in it
 # Set-up is idempotent: the venv is rebuilt only when a file it installs from changes
 # (setup.cfg, pyproject.toml, constraints.txt, reference-requirements.txt).
 set -euo pipefail
@@ -34,6 +36,33 @@ setup() {
   fi
 }
 
+# The lowest version of every requirement that setup.cfg bounds from below, as pins.
+oldest_constraints() {
+  "$1" - <<'PY'
+import configparser
+import re
+
+config = configparser.ConfigParser()
+config.read("setup.cfg")
+for line in config["options"]["install_requires"].splitlines():
+    match = re.match(r"\s*([A-Za-z0-9_.-]+)\s*>=\s*([^,;\s]+)", line)
+    if match:
+        print(f"{match[1]}=={match[2]}")
+PY
+}
+
+# A separate venv with the oldest versions setup.cfg declares; runs the smoke tests there.
+smoke_oldest() {
+  local venv=.venv-oldest python=${PYTHON:-python3.11}
+  [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+  oldest_constraints "$venv/bin/python" > "$venv/oldest-constraints.txt"
+  echo "==> installing the oldest declared versions into $venv:" $(cat "$venv/oldest-constraints.txt")
+  "$venv/bin/python" -m pip install -q --upgrade pip
+  "$venv/bin/python" -m pip install -q -c "$venv/oldest-constraints.txt" -e ".[test]"
+  "$venv/bin/python" -m pip list 2>/dev/null | grep -iE "^(tensorflow|tf.keras|larq|larq.compute.engine|numpy|keras) "
+  exec "$venv/bin/python" -m pytest -n 0 -m smoke "$@"
+}
+
 fashion_mnist() {
   local dir=${EL_LARQ_FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}
   ls "$dir"/train-images-idx3-ubyte* >/dev/null 2>&1 && return 0
@@ -57,6 +86,7 @@ cmd=${1:-}
 case "$cmd" in
   setup) setup ;;
   data) fashion_mnist ;;
+  smoke-oldest) smoke_oldest "$@" ;;
   demo)
     setup
     fashion_mnist
@@ -69,7 +99,7 @@ case "$cmd" in
     exec "$PY" -m pytest "$@"
     ;;
   *)
-    echo "usage: ./run.sh {demo|test|setup|data} [args]" >&2
+    echo "usage: ./run.sh {demo|test|setup|data|smoke-oldest} [args]" >&2
     exit 2
     ;;
 esac

@@ -13,6 +13,7 @@ from el_larq import data
 MEAN = np.array(data.CHANNEL_MEANS[data.IMAGENET], np.float32)
 
 
+@pytest.mark.smoke
 def test_idx_round_trip_plain_and_gzip(tmp_path):
     array = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
     for name in ("a-idx3-ubyte", "a-idx3-ubyte.gz"):
@@ -123,6 +124,7 @@ def test_small_image_preprocessing():
     assert any(not np.allclose(out, evaluated) for out in outs)  # random pad-crop / flip
 
 
+@pytest.mark.smoke
 def test_imagenet2012_through_tfds_mock_data():
     with tfds.testing.mock_data(num_examples=6):
         train = data.load_split(

@@ -63,6 +63,7 @@ def np_activation_scale(x: np.ndarray, k: int, s: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- Squeeze / Expand / Identity
+@pytest.mark.smoke
 @pytest.mark.parametrize(
     "ci, co, kind, g",
     [
@@ -149,6 +150,7 @@ def test_gamma_trainable_or_frozen():
     assert frozen.trainable_weights == [] and frozen.non_trainable_weights == [frozen.gamma]
 
 
+@pytest.mark.smoke
 def test_gradients_reach_gamma_and_input():
     x = tf.constant(RNG.normal(size=(2, 4, 4, 32)).astype(np.float32))
     layer = ElasticLink(8)
@@ -301,6 +303,7 @@ def _every_layer_model(input_shape=(8, 8, 3)) -> tf.keras.Model:
     return tf.keras.Model(inputs, outputs)
 
 
+@pytest.mark.smoke
 def test_save_and_load_with_plain_keras_in_a_fresh_process(tmp_path):
     model = _every_layer_model()
     x = RNG.uniform(-1, 1, size=(4, 8, 8, 3)).astype(np.float32)
@@ -377,6 +380,7 @@ def test_el_network_without_k_has_bn_fully_folded():
     assert "CONV_2D" not in counts
 
 
+@pytest.mark.smoke
 def test_lce_interpreter_agrees_with_keras():
     tf.keras.utils.set_random_seed(0)  # same weights and inputs on any xdist worker
     rng = np.random.default_rng(0)

@@ -56,6 +56,7 @@ def idx_dir(tmp_path_factory):
     return make_idx_dataset(tmp_path_factory.mktemp("fashion"), train=64, test=16)
 
 
+@pytest.mark.smoke
 def test_idx_run_resumes_after_kill_converts_and_evaluates(idx_dir, tmp_path):
     out = tmp_path / "run"
     command = [TRAIN, "--model", "el_resnet26", "--epochs", "3", "--steps_per_epoch", "6"]
@@ -114,6 +115,7 @@ with tfds.testing.mock_data(num_examples=10):
 """
 
 
+@pytest.mark.smoke
 def test_imagenet2012_mock_run_with_recipe(tmp_path):
     out = tmp_path / "imagenet"
     args = ["-c", MOCK_IMAGENET, TRAIN, "--recipe", "el_resnet26", "--dataset", "imagenet2012"]
