@@ -14,8 +14,10 @@ from pathlib import Path
 
 from absl import app, flags
 
-from el_larq import data, io, lce, training  # (el_larq first: Keras 2)
+from el_larq import data, io, training  # (el_larq first: Keras 2)
 from el_larq.cli import flag_groups, flags_parser
+from el_larq.deploy.int8 import int8_sensitivity
+from el_larq.safety import DeploymentError
 
 FLAGS = flags.FLAGS
 flag_groups.define_dataset_flags("fashion_mnist", "Labelled dataset to score on.")
@@ -32,14 +34,14 @@ def main(argv: list[str]) -> int:
         if FLAGS.json:
             io.check_outputs([model], {"--json": FLAGS.json})
             io.check_writable(FLAGS.json)
-        rows = lce.int8_sensitivity(
+        rows = int8_sensitivity(
             model,
             FLAGS.dataset,
             data_dir=FLAGS.data_dir,
             max_examples=FLAGS.max_examples,
             **flag_groups.interpreter_settings(),
         )
-    except (lce.DeploymentError, data.DataError, training.ConfigError) as error:
+    except (DeploymentError, data.DataError, training.ConfigError) as error:
         print(f"int8_sensitivity: error: {error}", file=sys.stderr)
         return 1
     keras = rows[0]["top1"]

@@ -20,7 +20,7 @@ import re
 import sys
 from pathlib import Path
 
-from el_larq import lce  # first: selects Keras 2 before TensorFlow loads
+import el_larq  # noqa: F401  (first: selects Keras 2 before TensorFlow loads)
 
 # isort: split
 import numpy as np
@@ -30,7 +30,13 @@ from absl import app, flags
 from el_larq import cli, io, reference
 from el_larq.cli import flag_groups
 from el_larq.deploy import profile
+from el_larq.deploy.census import census
+from el_larq.deploy.conversion import convert
+from el_larq.deploy.flatbuffer import op_counts, size_report, weight_bytes
+from el_larq.deploy.host import LATENCY_HEADER, Latency, host_latency
+from el_larq.deploy.int8 import format_quantized, quantize_weights
 from el_larq.layers import BinaryConv2D
+from el_larq.safety import DeploymentError
 from el_larq.summary import model_summary
 from el_larq.zoo import get_model
 
@@ -103,7 +109,7 @@ def _check_flags() -> None:
     unknown = [m for m in FLAGS.models if m not in MODELS and m not in QUICKNET_KEYS]
     bad_paths = [p for p in FLAGS.paths if p not in PATHS]
     if unknown or bad_paths or not FLAGS.paths or not FLAGS.models:
-        raise lce.DeploymentError(
+        raise DeploymentError(
             f"unknown --models {unknown} or --paths {bad_paths}; models: "
             f"{', '.join([*MODELS, *QUICKNET_KEYS])}; paths: {', '.join(PATHS)}"
         )
@@ -111,9 +117,9 @@ def _check_flags() -> None:
         io.check_writable(FLAGS.json)
 
 
-def _host_latency(flatbuffers: dict[str, bytes], xnnpack: bool) -> dict[str, lce.Latency]:
+def _host_latency(flatbuffers: dict[str, bytes], xnnpack: bool) -> dict[str, Latency]:
     """Interleaved host latency of `flatbuffers` with this script's interpreter flags."""
-    return lce.host_latency(
+    return host_latency(
         flatbuffers,
         num_runs=FLAGS.num_runs,
         warmup_runs=FLAGS.warmup_runs,
@@ -128,15 +134,15 @@ def _result(model: tf.keras.Model, flatbuffer: bytes, messages: list[str], top1)
     return {
         "flatbuffer": flatbuffer,
         "flops": model_summary(model),
-        "size": lce.size_report(model, flatbuffer),
-        "census": lce.census(model, flatbuffer, messages),
-        "weight_bytes": lce.weight_bytes(flatbuffer),
+        "size": size_report(model, flatbuffer),
+        "census": census(model, flatbuffer, messages),
+        "weight_bytes": weight_bytes(flatbuffer),
         "paper_top1": top1,
     }
 
 
 def _convert(label: str, model: tf.keras.Model, top1) -> dict:
-    flatbuffer, messages = lce.convert(profile.as_if_trained(model))
+    flatbuffer, messages = convert(profile.as_if_trained(model))
     print(f"converted {label}: {len(flatbuffer)} bytes", flush=True)
     return _result(model, flatbuffer, messages, top1)
 
@@ -152,8 +158,8 @@ def _convert_all() -> dict[str, dict]:
             )
             results[label] = _convert(label, model, top1)
             if key == "el_resnet50":  # the deployable variant: int8 weights in float layers
-                small, quantized = lce.quantize_weights(results[label]["flatbuffer"])
-                print(f"{INT8}: {lce.format_quantized(quantized)}", flush=True)
+                small, quantized = quantize_weights(results[label]["flatbuffer"])
+                print(f"{INT8}: {format_quantized(quantized)}", flush=True)
                 results[INT8] = _result(model, small, [], top1)
             continue
         name = QUICKNET_KEYS[key]
@@ -172,7 +178,7 @@ def _table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def _ratios(latency: dict[str, dict[str, lce.Latency]]) -> list[dict]:
+def _ratios(latency: dict[str, dict[str, Latency]]) -> list[dict]:
     rows = []
     for numerator, denominator, goal in GOALS:
         row = {"ratio": f"{numerator} / {denominator}", "goal": goal}
@@ -186,7 +192,7 @@ def _ratios(latency: dict[str, dict[str, lce.Latency]]) -> list[dict]:
     return rows
 
 
-def _report(results: dict[str, dict], latency: dict[str, dict[str, lce.Latency]]) -> list:
+def _report(results: dict[str, dict], latency: dict[str, dict[str, Latency]]) -> list:
     labels, paths = list(results), list(latency)
     print("\n## Models side by side\n")
     rows = []
@@ -225,7 +231,7 @@ def _report(results: dict[str, dict], latency: dict[str, dict[str, lce.Latency]]
 
     for path in paths:
         print(f"\n## Host latency, {path} path (interleaved runs, same settings)\n")
-        print(lce.LATENCY_HEADER)
+        print(LATENCY_HEADER)
         print("\n".join(latency[path][label].row() for label in labels))
 
     ratios = _ratios(latency)
@@ -290,11 +296,11 @@ def _units() -> None:
         np.testing.assert_allclose(models[variant](x), reference(x), rtol=1e-6, atol=1e-6)
     flatbuffers = {}
     for variant, model in models.items():
-        flatbuffers[variant], _ = lce.convert(model)
-        print(f"{variant}: {dict(lce.op_counts(flatbuffers[variant]))}")
+        flatbuffers[variant], _ = convert(model)
+        print(f"{variant}: {dict(op_counts(flatbuffers[variant]))}")
     for path in FLAGS.paths:
         latency = _host_latency(flatbuffers, PATHS[path])
-        print(f"\n{path} path:\n{lce.LATENCY_HEADER}")
+        print(f"\n{path} path:\n{LATENCY_HEADER}")
         print("\n".join(row.row() for row in latency.values()))
         base = latency["none"].cpu_median_ms
         for variant in variants[1:]:
@@ -310,7 +316,7 @@ def main(argv: list[str]) -> int:
         return 0
     try:
         _check_flags()
-    except lce.DeploymentError as error:
+    except DeploymentError as error:
         print(f"overhead_report: error: {error}", file=sys.stderr)
         return 1
     print(

@@ -6,10 +6,13 @@ Models "as if trained" come from the library: `el_larq.deploy.profile.as_if_trai
 import os
 
 import numpy as np
+import tensorflow as tf
 
 from el_larq import data
+from el_larq.deploy.profile import as_if_trained
+from el_larq.layers import BinaryConv2D, el_conv
 
-__all__ = ["make_idx_dataset"]
+__all__ = ["make_idx_dataset", "mixed_model"]
 
 
 def make_idx_dataset(directory, train=48, test=20, size=28, seed=0):
@@ -22,3 +25,18 @@ def make_idx_dataset(directory, train=48, test=20, size=28, seed=0):
         data.write_idx(f"{directory}/{prefix}-images-idx3-ubyte.gz", images.astype(np.uint8))
         data.write_idx(f"{directory}/{prefix}-labels-idx1-ubyte.gz", labels)
     return str(directory)
+
+
+def mixed_model() -> tf.keras.Model:
+    """Every kind of conv the census tells apart, at 16 px."""
+    inputs = tf.keras.Input((16, 16, 3))
+    x = tf.keras.layers.Conv2D(64, 3, padding="same", use_bias=False, name="stem")(inputs)
+    x = el_conv(x, 16, 1, activation_scaling=True, name="reduce")  # Squeeze + K
+    x = el_conv(x, 16, 3, strides=2, name="spatial")  # Identity
+    # 16 input channels per group (< 32): LCE cannot make this an LceBconv2d.
+    x = BinaryConv2D(32, 3, groups=2, name="grouped")(x)
+    x = el_conv(x, 64, 1, name="expand")  # Expand
+    x = el_conv(x, None, 3, depthwise=True, activation="relu", name="dw")
+    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    outputs = tf.keras.layers.Dense(10, name="classifier")(x)
+    return as_if_trained(tf.keras.Model(inputs, outputs))

@@ -14,8 +14,16 @@ from pathlib import Path
 import pytest
 import tensorflow as tf
 
-from el_larq import lce
+from el_larq.deploy.conversion import convert
+from el_larq.deploy.device import (
+    device_commands,
+    device_latency,
+    parse_benchmark_output,
+    run_device_benchmark,
+)
+from el_larq.deploy.host import KERNELS, host_latency
 from el_larq.layers import el_conv
+from el_larq.safety import DeploymentError
 
 SCRIPT = Path(__file__).resolve().parents[1] / "convert" / "benchmark.py"
 
@@ -55,7 +63,7 @@ def tflite(tmp_path_factory) -> Path:
     inputs = tf.keras.Input((16, 16, 32))
     x = el_conv(inputs, 32, 3, name="a")
     x = el_conv(x, 64, 1, name="b")
-    flatbuffer, _ = lce.convert(tf.keras.Model(inputs, x))
+    flatbuffer, _ = convert(tf.keras.Model(inputs, x))
     path = tmp_path_factory.mktemp("bench") / "tiny.tflite"
     path.write_bytes(flatbuffer)
     return path
@@ -63,7 +71,7 @@ def tflite(tmp_path_factory) -> Path:
 
 # ---------------------------------------------------------------- parser
 def test_parser_reads_recorded_lce_benchmark_model_output_without_arm_device():
-    timings = lce.parse_benchmark_output(RECORDED_OUTPUT)
+    timings = parse_benchmark_output(RECORDED_OUTPUT)
     assert timings == {
         "init_us": 3207.0,
         "first_us": 47818.0,
@@ -74,7 +82,7 @@ def test_parser_reads_recorded_lce_benchmark_model_output_without_arm_device():
         "max_us": 46020.0,
         "std_us": 210.0,
     }
-    row = lce.device_latency("quicknet", timings, where="device (adb)", num_threads=1)
+    row = device_latency("quicknet", timings, where="device (adb)", num_threads=1)
     assert (row.mean_ms, row.min_ms, row.max_ms, row.runs) == (45.2105, 44.876, 46.02, 50)
     assert row.median_ms is None  # benchmark_model prints none
     assert row.row() == (
@@ -84,13 +92,13 @@ def test_parser_reads_recorded_lce_benchmark_model_output_without_arm_device():
 
 
 def test_parser_rejects_output_without_timings_and_quotes_it_without_arm_device():
-    with pytest.raises(lce.DeploymentError, match="no 'Inference timings.*Failed to load"):
-        lce.parse_benchmark_output("STARTING!\nERROR: Failed to load model /x.tflite\n")
+    with pytest.raises(DeploymentError, match="no 'Inference timings.*Failed to load"):
+        parse_benchmark_output("STARTING!\nERROR: Failed to load model /x.tflite\n")
 
 
 # ---------------------------------------------------------------- commands
 def test_device_command_construction_local_without_arm_device():
-    commands = lce.device_commands(
+    commands = device_commands(
         "m.tflite", mode="local", binary="./lce_benchmark_model", num_threads=4, num_runs=20
     )
     assert commands == [
@@ -104,7 +112,7 @@ def test_device_command_construction_local_without_arm_device():
 
 
 def test_device_command_construction_adb_without_arm_device():
-    commands = lce.device_commands(
+    commands = device_commands(
         "out/my model.tflite",
         mode="adb",
         binary="bin/lce_benchmark_model",
@@ -132,7 +140,7 @@ def test_device_command_construction_adb_without_arm_device():
 
 
 def test_device_command_construction_ssh_without_arm_device():
-    commands = lce.device_commands(
+    commands = device_commands(
         "m.tflite", mode="ssh", host="pi@raspberrypi.local", remote_dir="/tmp/lce", num_threads=4
     )
     assert commands == [
@@ -152,10 +160,10 @@ def test_device_command_construction_ssh_without_arm_device():
             "--graph=/tmp/lce/m.tflite --num_threads=4 --num_runs=50",
         ],
     ]
-    with pytest.raises(lce.DeploymentError, match="--host"):
-        lce.device_commands("m.tflite", mode="ssh")
-    with pytest.raises(lce.DeploymentError, match="valid modes: local, adb, ssh"):
-        lce.device_commands("m.tflite", mode="usb")
+    with pytest.raises(DeploymentError, match="--host"):
+        device_commands("m.tflite", mode="ssh")
+    with pytest.raises(DeploymentError, match="valid modes: local, adb, ssh"):
+        device_commands("m.tflite", mode="usb")
 
 
 @pytest.mark.parametrize(
@@ -170,8 +178,8 @@ def test_device_command_construction_ssh_without_arm_device():
     ],
 )
 def test_hostile_device_values_are_refused_before_any_command_without_arm_device(kwargs, reason):
-    with pytest.raises(lce.DeploymentError, match=reason):
-        lce.device_commands("m.tflite", **kwargs)
+    with pytest.raises(DeploymentError, match=reason):
+        device_commands("m.tflite", **kwargs)
 
 
 def test_device_run_stops_at_the_first_failing_command_without_arm_device():
@@ -183,9 +191,9 @@ def test_device_run_stops_at_the_first_failing_command_without_arm_device():
         output = "adb: error: no devices/emulators found" if failed else RECORDED_OUTPUT
         return subprocess.CompletedProcess(argv, int(failed), output, "")
 
-    commands = lce.device_commands("m.tflite", mode="adb")
-    with pytest.raises(lce.DeploymentError, match="failed \\(1\\): adb: error: no devices"):
-        lce.run_device_benchmark(commands, runner=fake_device)
+    commands = device_commands("m.tflite", mode="adb")
+    with pytest.raises(DeploymentError, match="failed \\(1\\): adb: error: no devices"):
+        run_device_benchmark(commands, runner=fake_device)
     assert seen == commands[:3]
 
 
@@ -251,10 +259,10 @@ def test_host_benchmark_of_a_directory_says_so_in_one_line(tmp_path):
 
 
 # ---------------------------------------------------------------- host latency
-@pytest.mark.parametrize("kernel", lce.KERNELS)
+@pytest.mark.parametrize("kernel", KERNELS)
 def test_host_latency_runs_every_kernel_interleaved(tflite, kernel):
     flatbuffer = tflite.read_bytes()
-    results = lce.host_latency(
+    results = host_latency(
         {"a": flatbuffer, "b": flatbuffer}, num_runs=5, warmup_runs=1, kernel=kernel, rounds=2
     )
     assert list(results) == ["a", "b"]
@@ -265,8 +273,8 @@ def test_host_latency_runs_every_kernel_interleaved(tflite, kernel):
 
 
 def test_unknown_kernel_lists_the_valid_ones(tflite):
-    with pytest.raises(lce.DeploymentError, match="valid kernels: indirect_bgemm, optimized"):
-        lce.host_latency({"a": tflite.read_bytes()}, kernel="fast")
+    with pytest.raises(DeploymentError, match="valid kernels: indirect_bgemm, optimized"):
+        host_latency({"a": tflite.read_bytes()}, kernel="fast")
 
 
 def test_overhead_report_compares_models_on_both_paths_at_a_small_size(tmp_path):

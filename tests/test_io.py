@@ -117,3 +117,39 @@ def test_outputs_that_are_inputs_or_each_other_are_refused(tmp_path):
         io.check_outputs([model], {"-o": tmp_path / "x", "--json": Path(f"{tmp_path}/./x")})
     io.check_outputs([model], {"-o": tmp_path / "m.tflite", "--json": None})
     assert model.read_bytes() == b"model"
+
+
+class _FailsMidWrite(bytes):
+    """Bytes whose second chunk cannot be read: the write dies half way."""
+
+    def __getitem__(self, key):
+        if isinstance(key, slice) and key.start:
+            raise OSError("disk unplugged")
+        return super().__getitem__(key)
+
+
+def test_atomic_write_failing_mid_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    target = tmp_path / "model.tflite"
+    target.write_bytes(b"old model")
+    with pytest.raises(OSError, match="disk unplugged"):
+        io.write_atomic(target, _FailsMidWrite(b"x" * 100), chunk_size=10)
+    assert target.read_bytes() == b"old model"
+    assert os.listdir(tmp_path) == ["model.tflite"]
+
+
+def test_atomic_write_writes_everything(tmp_path):
+    target = tmp_path / "model.tflite"
+    data = np.random.default_rng(0).bytes(1000)
+    assert io.write_atomic(target, data, chunk_size=64) == 1000
+    assert target.read_bytes() == data
+    assert os.listdir(tmp_path) == ["model.tflite"]
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask  # like open(), not 0600
+
+
+def test_atomic_write_into_a_missing_directory_is_a_clear_error(tmp_path):
+    with pytest.raises(DeploymentError, match="cannot write"):
+        io.write_atomic(tmp_path / "missing" / "model.tflite", b"x")
+    with pytest.raises(DeploymentError, match="not a directory"):
+        io.check_writable(tmp_path / "missing" / "model.tflite")

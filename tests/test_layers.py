@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from el_larq.deploy.flatbuffer import op_counts
 from el_larq.layers import BinaryConv2D, BinaryDepthwiseConv2D, ElasticLink, el_conv
-from el_larq.lce import op_counts
 
 RNG = np.random.default_rng(0)
 

@@ -14,9 +14,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from el_larq import lce
 from el_larq.deploy import profile
+from el_larq.deploy.conversion import convert
+from el_larq.deploy.flatbuffer import flatbuffer_ops
+from el_larq.deploy.host import make_interpreter
 from el_larq.layers import el_conv
+from el_larq.safety import DeploymentError
 
 SCRIPT = Path(__file__).resolve().parents[1] / "convert" / "benchmark.py"
 
@@ -35,12 +38,12 @@ def _model() -> tf.keras.Model:
 @pytest.fixture(scope="module")
 def flatbuffer() -> bytes:
     tf.keras.utils.set_random_seed(0)
-    return lce.convert(_model())[0]
+    return convert(_model())[0]
 
 
 def test_every_op_of_the_graph_is_timed_once_in_order(flatbuffer):
     result = profile.profile_host(flatbuffer, name="tiny", num_runs=4, warmup_runs=1, rounds=2)
-    assert [op.op for op in result.ops] == lce.flatbuffer_ops(flatbuffer)
+    assert [op.op for op in result.ops] == flatbuffer_ops(flatbuffer)
     assert [op.index for op in result.ops] == list(range(len(result.ops)))
     assert all(np.isfinite(op.ms) for op in result.ops) and result.graph_ms > 0
     bconvs = [op for op in result.ops if op.op == "LceBconv2d"]
@@ -64,18 +67,16 @@ def test_one_op_graphs_reproduce_the_whole_graphs_values(flatbuffer):
     graph = model.subgraphs[0]
     capture, produced = profile._all_tensors_graph(model)
     x = np.random.default_rng(1).uniform(-1, 1, (1, 12, 12, 3)).astype(np.float32)
-    values = dict(
-        zip(produced, lce.make_interpreter(capture).interpreter.predict([x]), strict=True)
-    )
+    values = dict(zip(produced, make_interpreter(capture).interpreter.predict([x]), strict=True))
     values[graph.inputs[0]] = x
-    whole = lce.make_interpreter(flatbuffer).predict(x)
+    whole = make_interpreter(flatbuffer).predict(x)
     np.testing.assert_array_equal(values[graph.outputs[0]], whole)
     for op in graph.operators:
         inputs = [values[i] for i in profile._run_inputs(model, op)]
         for copies in (False, True):
             for xnnpack in (False, True):
                 cut = profile._one_op_graph(model, op, 3, copies)
-                out = lce.make_interpreter(cut, xnnpack=xnnpack).interpreter.predict(inputs)
+                out = make_interpreter(cut, xnnpack=xnnpack).interpreter.predict(inputs)
                 assert len(out) == 3 * len(op.outputs)
                 for value in out:
                     np.testing.assert_allclose(value, values[op.outputs[0]], rtol=1e-6, atol=1e-6)
@@ -87,14 +88,14 @@ def test_the_slowest_op_is_the_one_with_the_work():
     x = tf.keras.layers.Conv2D(256, 3, padding="same", name="heavy")(inputs)
     x = tf.keras.layers.ReLU()(x)
     x = tf.keras.layers.GlobalAveragePooling2D()(x)
-    flatbuffer, _ = lce.convert(tf.keras.Model(inputs, x))
+    flatbuffer, _ = convert(tf.keras.Model(inputs, x))
     result = profile.profile_host(flatbuffer, num_runs=6, warmup_runs=1, rounds=2)
     assert max(result.ops, key=lambda op: op.ms).op == "CONV_2D"
     assert result.by_type()[0]["op"] == "CONV_2D"
 
 
 def test_bad_settings_are_refused(flatbuffer):
-    with pytest.raises(lce.DeploymentError, match="repeats"):
+    with pytest.raises(DeploymentError, match="repeats"):
         profile.profile_host(flatbuffer, repeats=1)
 
 
@@ -157,7 +158,7 @@ def test_device_op_profile_parser_reads_the_profiler_format_without_arm_device()
 def test_device_op_profile_parser_takes_shapes_from_the_flatbuffer_without_arm_device(
     flatbuffer,
 ):
-    ops = lce.flatbuffer_ops(flatbuffer)
+    ops = flatbuffer_ops(flatbuffer)
     rows = "".join(
         f"\t{op:>24}\t{0.1 * k:>17.3f}\t{0.1:>9.3f}\t{0.1:>9.3f}\t  1.000%\t  1.000%\t     "
         f"0.000\t        1\t[op{k}]:{k}\n"
@@ -177,7 +178,7 @@ def test_device_op_profile_parser_takes_shapes_from_the_flatbuffer_without_arm_d
 
 
 def test_device_op_profile_parser_needs_the_profiling_section_without_arm_device():
-    with pytest.raises(lce.DeploymentError, match="enable_op_profiling"):
+    with pytest.raises(DeploymentError, match="enable_op_profiling"):
         profile.parse_op_profile("Inference timings in us: Init: 1, First inference: 2")
 
 
@@ -205,5 +206,5 @@ def test_benchmark_cli_profile_prints_and_writes_json(flatbuffer, tmp_path):
     )
     saved = json.loads(out.read_text())
     assert saved[0]["model"] == "tiny"
-    assert [op["op"] for op in saved[0]["ops"]] == lce.flatbuffer_ops(flatbuffer)
-    assert {row["op"] for row in saved[0]["by_type"]} == set(lce.flatbuffer_ops(flatbuffer))
+    assert [op["op"] for op in saved[0]["ops"]] == flatbuffer_ops(flatbuffer)
+    assert {row["op"] for row in saved[0]["by_type"]} == set(flatbuffer_ops(flatbuffer))

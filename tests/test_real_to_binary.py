@@ -7,9 +7,9 @@ import pytest
 import tensorflow as tf
 
 from el_larq.deploy.census import census
+from el_larq.deploy.flatbuffer import op_counts
 from el_larq.deploy.profile import as_if_trained
 from el_larq.layers import BinaryConv2D, BinaryDepthwiseConv2D, el_conv
-from el_larq.lce import op_counts
 from el_larq.real_to_binary import (
     ChannelGating,
     LearnedRescale,

@@ -14,7 +14,10 @@ import pytest
 import tensorflow as tf
 from helpers import make_idx_dataset
 
-from el_larq import data, lce
+from el_larq import data
+from el_larq.deploy.conversion import convert
+from el_larq.deploy.flatbuffer import op_counts
+from el_larq.deploy.loading import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = str(ROOT / "train" / "train.py")
@@ -92,8 +95,8 @@ def test_idx_run_resumes_after_kill_converts_and_evaluates(idx_dir, tmp_path):
     model = tf.keras.models.load_model(out / "model.h5")  # plain Keras, after import el_larq
     assert model.output_shape == (None, 10)
     # What convert/to_lce.py does, in-process (a third TF start-up would double the time).
-    flatbuffer, _ = lce.convert(lce.load_model(out / "model.h5"))
-    assert lce.op_counts(flatbuffer)["LceBconv2d"] > 0
+    flatbuffer, _ = convert(load_model(out / "model.h5"))
+    assert op_counts(flatbuffer)["LceBconv2d"] > 0
     tflite = out / "model.tflite"
     tflite.write_bytes(flatbuffer)
     evaluated = run([EVALUATE, "--model", str(out / "model.h5"), "--model", str(tflite)]
@@ -127,9 +130,9 @@ def test_imagenet2012_mock_run_with_recipe(tmp_path):
     assert config["recipe"] == "el_resnet26" and config["input_shape"] == [32, 32, 3]
     assert config["num_classes"] == 1000 and config["batch_size"] == 8  # flag beats recipe
     assert config["learning_rate"] == 1e-3  # from the recipe
-    model = lce.load_model(out / "model.h5")
-    flatbuffer, _ = lce.convert(model)
-    assert lce.op_counts(flatbuffer)["LceBconv2d"] > 0
+    model = load_model(out / "model.h5")
+    flatbuffer, _ = convert(model)
+    assert op_counts(flatbuffer)["LceBconv2d"] > 0
 
 
 def _bad(tmp_path, idx_dir, *args, env=None):
@@ -280,7 +283,7 @@ def test_killed_at_any_point_every_epoch_has_one_row_and_the_same_files(
     assert "resuming from the backup" in final.stdout
     assert _epochs(out) == [1, 2]
     assert _files(out) == FINAL_FILES  # no backup, temporaries, lock or FAILED left
-    assert lce.load_model(out / "model.h5").output_shape == (None, 10)
+    assert load_model(out / "model.h5").output_shape == (None, 10)
     # last.h5 holds the last epoch, best.h5 the first epoch with the best val_top1.
     rows = json.loads((out / "metrics.json").read_text())
     best = max(rows, key=lambda row: (row["val_top1"], -row["epoch"]))["epoch"]

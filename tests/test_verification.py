@@ -1,10 +1,60 @@
-"""el_larq.deploy.verification: progress of long verifications."""
+"""el_larq.deploy.verification: Keras against LCE's interpreter.
+
+Random and labelled inputs, untrained BatchNorms, progress of long verifications.
+"""
 
 import numpy as np
+import pytest
 import tensorflow as tf
+from helpers import mixed_model
 
 from el_larq.deploy.conversion import convert
-from el_larq.deploy.verification import verify
+from el_larq.deploy.profile import as_if_trained
+from el_larq.deploy.verification import random_inputs, untrained_batchnorms, verify
+from el_larq.layers import el_conv
+from el_larq.safety import DeploymentError
+
+RNG = np.random.default_rng(0)
+
+
+def test_verification_passes_for_the_model_and_fails_for_another(mixed):
+    model, flatbuffer, _ = mixed
+    x = random_inputs(model, 8)
+    check = verify(model, flatbuffer, x)
+    assert check.passed, check.summary()
+    assert check.samples == 8 and check.max_abs < 1e-3 * check.scale
+    # Same architecture, other weights: the flatbuffer no longer matches the model.
+    other = mixed_model()
+    other.set_weights([w + RNG.normal(0, 0.5, w.shape) for w in other.get_weights()])
+    mismatch = verify(other, flatbuffer, x)
+    assert not mismatch.passed
+    assert "FAIL" in mismatch.summary()
+
+
+def test_untrained_batchnorms_are_detected():
+    inputs = tf.keras.Input((8, 8, 32))
+    model = tf.keras.Model(inputs, el_conv(inputs, 32, 3, name="a"))
+    assert untrained_batchnorms(model) == ["a_bn"]
+    assert untrained_batchnorms(as_if_trained(model)) == []
+
+
+def test_verification_with_labels_gates_the_labelled_top1():
+    tf.keras.utils.set_random_seed(0)
+    inputs = tf.keras.Input((8, 8, 3))
+    x = tf.keras.layers.GlobalAveragePooling2D()(tf.keras.layers.Conv2D(8, 3)(inputs))
+    model = tf.keras.Model(inputs, tf.keras.layers.Dense(4, activation="softmax")(x))
+    flatbuffer, _ = convert(model)
+    x = random_inputs(model, 40)
+    labels = model.predict(x, verbose=0).argmax(1)  # Keras is right on all of them
+    check = verify(model, flatbuffer, x, labels=labels)
+    assert check.keras_accuracy == check.lce_accuracy == 1.0 and check.passed
+    assert "labelled top-1 Keras 100.00% vs LCE 100.00%" in check.summary()
+    # A flatbuffer of another model: right by chance only, so the labelled gate fails.
+    other = tf.keras.models.clone_model(model)
+    wrong = verify(model, convert(other)[0], x, labels=labels, rtol=1e9, min_top1=0)
+    assert wrong.lce_accuracy < 0.9 and not wrong.passed
+    with pytest.raises(DeploymentError, match="3 labels for 40 inputs"):
+        verify(model, flatbuffer, x, labels=labels[:3])
 
 
 def _model_and_flatbuffer():

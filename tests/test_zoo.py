@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from el_larq.deploy.conversion import convert
+from el_larq.deploy.flatbuffer import op_counts
 from el_larq.layers import BinaryConv2D, ElasticLink
-from el_larq.lce import convert, op_counts
 from el_larq.reactnet import RSign
 from el_larq.recipes import build_recipe, list_recipes, load_recipe
 from el_larq.zoo import MODELS, gamma_report, get_model, model_summary, plot_gamma_report
@@ -201,7 +202,7 @@ def test_small_model_trains_round_trips_and_converts(name, tmp_path):
     assert counts["CONV_2D"] == summary["float_convs"] - float_depthwise
 
     actual = np.asarray(lce.testing.Interpreter(flatbuffer, num_threads=1).predict(x))
-    # el_larq.lce.verify's criterion (docs/deployment.md): a sign that flips for an
+    # el_larq.deploy.verification.verify's criterion (docs/deployment.md): a sign that flips for an
     # activation within float noise of zero can move one image's probabilities by ~0.05
     # (seen for bireal_resnet26 after one step), so gate on the mean difference and the
     # argmax agreement; a wrong conversion moves every output.
