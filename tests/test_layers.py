@@ -30,7 +30,7 @@ def np_pool_same(x: np.ndarray, s: int, reduce=np.max) -> np.ndarray:
 
 
 def np_sei(x: np.ndarray, co: int, strides: int = 1, pool: str = "max") -> np.ndarray:
-    """Squeeze / Expand / Identity of DESIGN.md section 2, divided by the initial gamma."""
+    """Squeeze / Expand / Identity of docs/design.md §2, divided by the initial gamma."""
     if strides > 1:
         x = np_pool_same(x, strides, np.max if pool == "max" else np.mean)
     ci = x.shape[-1]

@@ -8,7 +8,7 @@ scaffolding (input, stem, head) they share:
     from el_larq.zoo import el_resnet50
     model = el_resnet50(input_shape=(224, 224, 3), num_classes=1000)
 
-Architecture (DESIGN.md section 3, the paper's "Instantiations" and Fig. 3):
+Architecture (docs/design.md §3, the paper's "Instantiations" and Fig. 3):
 
 * Full-precision stem: 7x7/2 conv, BN, ReLU, 3x3/2 max-pool ("imagenet"), or a
   3x3/1 conv, BN, ReLU ("small", chosen automatically for inputs up to 64 px).
