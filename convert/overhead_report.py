@@ -9,7 +9,8 @@ statistics as after training: `el_larq.deploy.profile.as_if_trained`), converts 
 --int8_weights` writes it), adds larq-zoo's QuickNets when larq-zoo is installed
 (`el_larq.reference`), and prints side by side: FLOPs as in the paper, flatbuffer sizes,
 op counts, host latency on each interpreter path from interleaved runs with the same
-settings, and the latency ratios of the fast-inference goals (docs/deployment.md).
+settings, and for each compared pair its FLOPs, size and latency ratios with the
+fast-inference goals (docs/deployment.md).
 Host latency is LCE's Python interpreter on this machine, a relative measure; ARM64
 numbers need lce_benchmark_model (convert/benchmark.py --device).
 `--units` instead times single bottleneck units with each lowering of the Expand link.
@@ -57,6 +58,8 @@ MODELS = {
     "el_resnet18": ("EL-ResNet18", "el_resnet18", {}, 60.1),
     "el_mobilenet": ("EL-MobileNet", "el_mobilenet", {}, 56.4),
     "mobilenet": ("MobileNet (float)", "mobilenet", {}, 70.6),
+    "el_reactnet": ("EL-ReActNet", "el_reactnet", {}, 71.9),
+    "reactnet_c": ("ReActNet-C", "reactnet_c", {}, 71.4),
 }
 INT8 = "EL-ResNet50 int8"
 QUICKNET_KEYS = {
@@ -75,6 +78,7 @@ GOALS = [
     ("EL-MobileNet", "MobileNet (float)", 0.75),
     (INT8, "EL-ResNet50", None),
     (INT8, "ResNet50 (float)", 0.60),
+    ("EL-ReActNet", "ReActNet-C", 1.02),
 ]
 
 FLAGS = flags.FLAGS
@@ -178,10 +182,14 @@ def _table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def _ratios(latency: dict[str, dict[str, Latency]]) -> list[dict]:
+def _ratios(results: dict[str, dict], latency: dict[str, dict[str, Latency]]) -> list[dict]:
     rows = []
     for numerator, denominator, goal in GOALS:
         row = {"ratio": f"{numerator} / {denominator}", "goal": goal}
+        if numerator in results and denominator in results:
+            num, den = results[numerator], results[denominator]
+            row["flops"] = num["flops"]["flops"] / den["flops"]["flops"]
+            row["size"] = len(num["flatbuffer"]) / len(den["flatbuffer"])
         for path, times in latency.items():
             if numerator in times and denominator in times:
                 value = times[numerator].median_ms / times[denominator].median_ms
@@ -234,8 +242,8 @@ def _report(results: dict[str, dict], latency: dict[str, dict[str, Latency]]) ->
         print(LATENCY_HEADER)
         print("\n".join(latency[path][label].row() for label in labels))
 
-    ratios = _ratios(latency)
-    print("\n## Latency ratios (medians) and the goals\n")
+    ratios = _ratios(results, latency)
+    print("\n## Ratios: FLOPs, flatbuffer size, latency (medians) and the latency goals\n")
 
     def cell(row: dict, path: str) -> str:
         if path not in row:
@@ -245,10 +253,11 @@ def _report(results: dict[str, dict], latency: dict[str, dict[str, Latency]]) ->
 
     print(
         _table(
-            ["ratio", *paths, "goal"],
+            ["ratio", "FLOPs", "size", *paths, "goal"],
             [
                 [
                     row["ratio"],
+                    *(f"{row[key]:.3f}" if key in row else "-" for key in ("flops", "size")),
                     *(cell(row, path) for path in paths),
                     "-" if row["goal"] is None else f"<= {row['goal']}",
                 ]

@@ -324,6 +324,30 @@ def test_overhead_report_compares_models_on_both_paths_at_a_small_size(tmp_path)
     assert "faster path" in result.stdout
 
 
+def test_overhead_report_compares_el_reactnet_with_reactnet_c(tmp_path):
+    script = SCRIPT.parent / "overhead_report.py"
+    out = tmp_path / "overhead.json"
+    args = ["--image_size=32", "--num_runs=1", "--rounds=1", "--warmup_runs=0"]
+    args += ["--paths=default", "--models=el_reactnet,reactnet_c", f"--json={out}"]
+    result = subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    el, c = report["models"]["EL-ReActNet"], report["models"]["ReActNet-C"]
+    assert el["paper_top1"] == 71.9 and c["paper_top1"] == 71.4
+    # EL's only ops: one MUL by 1/gamma per reduction block.
+    assert {op: el["ops"][op] - c["ops"].get(op, 0) for op in el["ops"]} == {
+        **{op: 0 for op in c["ops"]},
+        "MUL": 5,
+    }
+    row = {row["ratio"]: row for row in report["ratios"]}["EL-ReActNet / ReActNet-C"]
+    assert row["goal"] == 1.02 and row["default"] > 0 and "xnnpack" not in row
+    assert row["flops"] == el["flops"]["flops"] / c["flops"]["flops"]
+    assert 1 < row["flops"] < 1.05 and 1 <= row["size"] < 1.01
+    assert "| EL-ReActNet / ReActNet-C | 1.0" in result.stdout
+
+
 def test_overhead_report_refuses_unknown_models_in_one_line(tmp_path):
     script = SCRIPT.parent / "overhead_report.py"
     result = subprocess.run(
