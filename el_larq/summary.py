@@ -15,6 +15,7 @@ from el_larq.layers import ElasticLink
 
 # The plots live in el_larq.plots; these names stay importable from here.
 from el_larq.plots import MATPLOTLIB_MISSING, plot_gamma_report
+from el_larq.real_to_binary import scaling_ops
 
 __all__ = ["MATPLOTLIB_MISSING", "gamma_report", "model_summary", "plot_gamma_report"]
 
@@ -43,9 +44,11 @@ def model_summary(model: tf.keras.Model) -> dict[str, Any]:
 
     MACs come from `larq.models.ModelProfile` (convs and dense layers). `el_ops`
     counts the element-wise work the paper charges to Elastic-Link (the add and the
-    1/gamma multiply per output value), `squeeze_ops` Squeeze's chunk sums; `flops`
-    follows Bi-Real Net's convention (binary MACs / 64 + float MACs + `el_ops`), as
-    the paper's "+2.6 %" does. Layer kinds are `el_larq.deploy.kinds.layer_kind`'s: how LCE
+    1/gamma multiply per output value), `squeeze_ops` Squeeze's chunk sums,
+    `scaling_ops` the float work of Real-to-Binary's gating
+    (`el_larq.real_to_binary.scaling_ops`); `flops` follows Bi-Real Net's convention
+    (binary MACs / 64 + float MACs + `el_ops` + `scaling_ops`), as the paper's
+    "+2.6 %" does. Layer kinds are `el_larq.deploy.kinds.layer_kind`'s: how LCE
     will treat each layer.
 
     # Arguments
@@ -55,7 +58,7 @@ def model_summary(model: tf.keras.Model) -> dict[str, Any]:
         A dict with `binary_convs`, `binary_depthwise_convs` (not accelerated by
         LCE), `float_convs`, `el_modules` (by kind), `gammas`, `params`,
         `binary_macs`, `float_macs`, `binary_mac_ratio`, `el_ops`, `squeeze_ops`,
-        `flops`.
+        `scaling_ops`, `flops`.
 
     # Example
         ```python
@@ -73,6 +76,7 @@ def model_summary(model: tf.keras.Model) -> dict[str, Any]:
     float_macs = profile.op_count("mac") - binary_macs
     link_ops = [_link_ops(link) for link in links]
     el_ops = sum(paper for paper, _ in link_ops)
+    scaling = sum(scaling_ops(layer) for layer in layers)
     float_convs = [
         layer
         for layer, kind in zip(layers, kinds, strict=True)
@@ -94,7 +98,8 @@ def model_summary(model: tf.keras.Model) -> dict[str, Any]:
         "binary_mac_ratio": binary_macs / max(binary_macs + float_macs, 1),
         "el_ops": el_ops,
         "squeeze_ops": sum(squeeze for _, squeeze in link_ops),
-        "flops": binary_macs / BINARY_MACS_PER_FLOP + float_macs + el_ops,
+        "scaling_ops": scaling,
+        "flops": binary_macs / BINARY_MACS_PER_FLOP + float_macs + el_ops + scaling,
     }
 
 
