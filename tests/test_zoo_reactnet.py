@@ -2,6 +2,9 @@
 
 import functools
 import inspect
+import subprocess
+import sys
+from pathlib import Path
 
 import larq as lq
 import numpy as np
@@ -21,6 +24,7 @@ SMALL = dict(input_shape=(32, 32, 3), num_classes=10, width=0.25)
 BUILDERS = {"reactnet_a": reactnet_a, "reactnet_c": reactnet_c, "el_reactnet": el_reactnet}
 REDUCTION_BLOCKS = [1, 2, 4, 6, 12]  # 32->64 (stride 1), then the four strided ones
 RNG = np.random.default_rng(0)
+TO_LCE = Path(__file__).resolve().parents[1] / "convert" / "to_lce.py"
 
 
 def _layers(model, kind):
@@ -157,10 +161,10 @@ def _split_weights(joint: tf.keras.Model, split: tf.keras.Model) -> None:
             layer.set_weights(joint.get_layer(name).get_weights())
 
 
-@pytest.mark.parametrize("builder", [reactnet_a, reactnet_c], ids=lambda b: b.__name__)
-def test_one_joint_reduction_conv_computes_reactnets_two_convs(builder):
-    joint = as_if_trained(builder(**SMALL))
-    split = builder(**SMALL, reduction_split=True)
+def test_one_joint_reduction_conv_computes_reactnets_two_convs():
+    # ReActNet-A: binary halves, each with its own RSign given the one threshold set.
+    joint = as_if_trained(reactnet_a(**SMALL))
+    split = reactnet_a(**SMALL, reduction_split=True)
     _split_weights(joint, split)
     x = random_inputs(joint, 4)
     np.testing.assert_allclose(split.predict(x, verbose=0), joint.predict(x, verbose=0), atol=1e-5)
@@ -222,6 +226,20 @@ def test_every_binary_conv_is_an_lce_bconv2d_and_the_interpreter_agrees(variant)
     assert report.ops["LceBconv2d"] == len(_binary(model)) == (31 if variant else 21)
     check = verify(model, flatbuffer, random_inputs(model, 8))
     assert check.passed, check.summary()
+
+
+def test_to_lce_strict_loads_converts_and_verifies_a_saved_el_reactnet(tmp_path):
+    model = converted("el_reactnet")[0]
+    model.save(tmp_path / "el_reactnet.h5")
+    result = subprocess.run(
+        [sys.executable, str(TO_LCE), tmp_path / "el_reactnet.h5", "--strict"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "binarized standard convs accelerated (LceBconv2d): 21/21" in result.stdout
+    assert ": PASS" in result.stdout and (tmp_path / "el_reactnet.tflite").is_file()
 
 
 def test_float_ops_of_rsign_rprelu_and_the_el_reduction():
