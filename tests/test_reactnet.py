@@ -25,10 +25,16 @@ def np_rsign(x: np.ndarray, beta: np.ndarray) -> np.ndarray:
     return np.where(x - beta >= 0, 1.0, -1.0).astype(x.dtype)
 
 
+def np_reactnet_polynomial(u: np.ndarray) -> np.ndarray:
+    """ReActNet's differentiable stand-in for sign(u): -1, u^2 + 2u, -u^2 + 2u, 1."""
+    return np.select([u < -1, u < 0, u < 1], [-1.0, u * u + 2 * u, -u * u + 2 * u], 1.0)
+
+
 def np_rsign_grads(x, beta, dy):
-    """ApproxSign: d sign(u)/du = 2 - 2|u| on |u| <= 1 (ReActNet's polynomial), u = x - beta."""
-    u = x - beta
-    du = np.where(np.abs(u) <= 1, 2 - 2 * np.abs(u), 0.0) * dy
+    """The gradient of ReActNet's polynomial at u = x - beta, by central differences."""
+    u, h = (x - beta).astype(np.float64), 1e-6
+    slope = (np_reactnet_polynomial(u + h) - np_reactnet_polynomial(u - h)) / (2 * h)
+    du = slope * dy
     return du, -du.reshape(-1, x.shape[-1]).sum(0)
 
 
