@@ -5,7 +5,11 @@ BN, no activation), 13 blocks with 32, 64, 128 x 2, 256 x 2, 512 x 6, 1024 x 2 c
 in which every depthwise conv of MobileNet is a full binary 3x3 conv, and a float
 classifier (global average pool, dense). Every binarization is an `RSign` and every
 activation an `RPReLU` (`el_larq.reactnet`); binary weights are `sign(W)` scaled by the
-per-output-channel `mean |W|` (larq's `magnitude_aware_sign`, folded by LCE).
+per-output-channel `mean |W|` (larq's `magnitude_aware_sign`, folded by LCE). Two
+el-larq conventions differ from ReActNet's code: binary convs pad with +1 (`pad_values=1`,
+what LCE accelerates) where ReActNet pads with 0, and their latent weights are clipped to
+[-1, 1] after each update (larq's `weight_clip`) where ReActNet leaves them unclipped with
+the same zero gradient outside [-1, 1].
 
 * Normal block (C -> C, stride s): RSign -> binary 3x3 (stride s) -> BN -> + the input
   (2x2 average-pooled when s = 2) -> RPReLU = `out1`; RSign -> binary 1x1 -> BN ->
