@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from helpers import make_idx_dataset
 
-from el_larq import training
+from el_larq import recipes, training
+from el_larq.distillation import check_pairs
 from el_larq.training import ConfigError, stage_configs
 from el_larq.training.loop import save_model_atomic
-from el_larq.zoo import resnet18
+from el_larq.zoo import get_model, resnet18
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = str(ROOT / "train" / "train.py")
@@ -170,3 +171,25 @@ def test_stage_configs_without_stages_or_teacher_raise_config_error(tmp_path):
         stage_configs({**TWO_STEPS, "stages": []}, {"output_dir": str(tmp_path)})
     with pytest.raises(ConfigError, match="pass --teacher PATH"):
         stage_configs(TWO_STEPS, {"output_dir": str(tmp_path)})
+
+
+def _attention_stages(name):
+    stages = recipes.load_recipe(name).get("stages", [])
+    return [s for s in stages if s.get("distillation", {}).get("attention_weight")]
+
+
+@pytest.mark.parametrize("name", [n for n in recipes.list_recipes() if _attention_stages(n)])
+def test_attention_pairs_of_every_stage_recipe_resolve(name, tmp_path):
+    # Stages with attention matching share the student's architecture; the first one and
+    # its teacher stage are built (small) and their pairs resolved as training would.
+    configs = {c.output_dir: c for c in stage_configs(name, {"output_dir": str(tmp_path)})}
+    student = next(c for c in configs.values() if c.attention_weight)
+    teacher = configs[os.path.dirname(student.teacher)]
+
+    def build(config):
+        return get_model(
+            config.model, input_shape=(32, 32, 1), num_classes=10, width=0.125,
+            **config.model_kwargs,
+        )  # fmt: skip
+
+    assert len(check_pairs(build(student), build(teacher), student.attention_pairs)) >= 8
