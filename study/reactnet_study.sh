@@ -14,13 +14,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 RUNS=${RUNS:-runs/reactnet}
-RESULTS=docs/results/reactnet/runs
+RESULTS=docs/results/reactnet/run_records
 SEEDS=${SEEDS:-0 1 2}
 STUDENT=batch_size=64,epochs=4,steps_per_epoch=50,validation_steps=10,learning_rate=5e-4
 TEACHER_BUDGET=batch_size=64,epochs=8,steps_per_epoch=50,validation_steps=10,learning_rate=1e-3
 TEACHER=$RUNS/resnet18_s0/model.h5
 
-save() {  # the small files of every finished run -> docs/results/reactnet/runs/<run>/
+save() {  # the small files of every finished run -> $RESULTS/<run>/
   local run name stage
   for run in "$RUNS"/*/; do
     name=$(basename "$run")
@@ -47,10 +47,14 @@ save() {  # the small files of every finished run -> docs/results/reactnet/runs/
 
 $PY study/run_study.py --only resnet18 --seeds 0 --runs_dir "$RUNS" --set "$TEACHER_BUDGET"
 save "the teacher (resnet18, seed 0)"
-for seed in $SEEDS; do
-  for recipe in el_reactnet reactnet_c reactnet_a el_reactnet_no_distillation; do
-    $PY study/run_study.py --only "$recipe" --seeds "$seed" --runs_dir "$RUNS" \
-      --teacher "$TEACHER" --set "$STUDENT" || true
-    save "$recipe seed $seed"
+# The EL question first (EL-ReActNet vs ReActNet-C, every seed), then ReActNet-A and the
+# control without distillation.
+for pair in el_reactnet,reactnet_c reactnet_a,el_reactnet_no_distillation; do
+  for seed in $SEEDS; do
+    for recipe in ${pair/,/ }; do
+      $PY study/run_study.py --only "$recipe" --seeds "$seed" --runs_dir "$RUNS" \
+        --teacher "$TEACHER" --set "$STUDENT" || true
+      save "$recipe seed $seed"
+    done
   done
 done
