@@ -12,7 +12,38 @@ from el_larq import data
 from el_larq.deploy.profile import as_if_trained
 from el_larq.layers import BinaryConv2D, el_conv
 
-__all__ = ["make_idx_dataset", "mixed_model"]
+__all__ = ["RECORDED_OUTPUT", "make_idx_dataset", "mixed_model"]
+
+
+# Output of `lce_benchmark_model --graph=quicknet.tflite --num_threads=1 --num_runs=50`
+# in the format of TensorFlow Lite's benchmark_model, which lce_benchmark_model is built
+# on (BenchmarkLoggingListener::OnBenchmarkEnd, Stat::OutputToStream).
+RECORDED_OUTPUT = """\
+STARTING!
+Log parameter values verbosely: [0]
+Min num runs: [50]
+Num threads: [1]
+Graph: [/data/local/tmp/quicknet.tflite]
+#threads used for CPU inference: [1]
+Loaded model /data/local/tmp/quicknet.tflite
+INFO: Initialized TensorFlow Lite runtime.
+The input model file size (MB): 4.42532
+Initialized session in 3.207ms.
+Running benchmark for at least 1 iterations and at least 0.5 seconds but terminate if \
+exceeding 150 seconds.
+count=11 first=47818 curr=45239 min=45123 max=47818 avg=45512.4 std=763
+
+Running benchmark for at least 50 iterations and at least 1 seconds but terminate if \
+exceeding 150 seconds.
+count=50 first=45301 curr=45012 min=44876 max=46020 avg=45210.5 std=210
+
+Inference timings in us: Init: 3207, First inference: 47818, Warmup (avg): 45512.4, \
+Inference (avg): 45210.5
+Note: as the benchmark tool itself affects memory footprint, the following is only \
+APPROXIMATE to the actual memory footprint of the model at runtime. Take the information \
+at your discretion.
+Memory footprint delta from the start of the tool (MB): init=6.91797 overall=13.5547
+"""
 
 
 def make_idx_dataset(directory, train=48, test=20, size=28, seed=0):

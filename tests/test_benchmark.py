@@ -1,8 +1,9 @@
-"""Benchmarks: host latency through LCE's interpreter, and lce_benchmark_model on a device.
+"""convert/benchmark.py and overhead_report.py, host latency through LCE's interpreter.
 
-The ARM device and its `lce_benchmark_model` binary cannot be had here: those tests build
-the commands and parse output in LCE's (TensorFlow Lite benchmark_model's) documented
-format, and say so in their names. Host runs use the real LCE interpreter.
+The ARM device and its `lce_benchmark_model` binary cannot be had here: device runs go
+through fake adb / ssh / benchmark tools that print recorded output in LCE's (TensorFlow
+Lite benchmark_model's) format, and say so in their names. Host runs use the real LCE
+interpreter; the device module's own tests are in test_device.py.
 """
 
 import json
@@ -13,49 +14,14 @@ from pathlib import Path
 
 import pytest
 import tensorflow as tf
+from helpers import RECORDED_OUTPUT
 
 from el_larq.deploy.conversion import convert
-from el_larq.deploy.device import (
-    device_commands,
-    device_latency,
-    parse_benchmark_output,
-    run_device_benchmark,
-)
 from el_larq.deploy.host import KERNELS, host_latency
 from el_larq.layers import el_conv
 from el_larq.safety import DeploymentError
 
 SCRIPT = Path(__file__).resolve().parents[1] / "convert" / "benchmark.py"
-
-# Output of `lce_benchmark_model --graph=quicknet.tflite --num_threads=1 --num_runs=50`
-# in the format of TensorFlow Lite's benchmark_model, which lce_benchmark_model is built
-# on (BenchmarkLoggingListener::OnBenchmarkEnd, Stat::OutputToStream).
-RECORDED_OUTPUT = """\
-STARTING!
-Log parameter values verbosely: [0]
-Min num runs: [50]
-Num threads: [1]
-Graph: [/data/local/tmp/quicknet.tflite]
-#threads used for CPU inference: [1]
-Loaded model /data/local/tmp/quicknet.tflite
-INFO: Initialized TensorFlow Lite runtime.
-The input model file size (MB): 4.42532
-Initialized session in 3.207ms.
-Running benchmark for at least 1 iterations and at least 0.5 seconds but terminate if \
-exceeding 150 seconds.
-count=11 first=47818 curr=45239 min=45123 max=47818 avg=45512.4 std=763
-
-Running benchmark for at least 50 iterations and at least 1 seconds but terminate if \
-exceeding 150 seconds.
-count=50 first=45301 curr=45012 min=44876 max=46020 avg=45210.5 std=210
-
-Inference timings in us: Init: 3207, First inference: 47818, Warmup (avg): 45512.4, \
-Inference (avg): 45210.5
-Note: as the benchmark tool itself affects memory footprint, the following is only \
-APPROXIMATE to the actual memory footprint of the model at runtime. Take the information \
-at your discretion.
-Memory footprint delta from the start of the tool (MB): init=6.91797 overall=13.5547
-"""
 
 
 @pytest.fixture(scope="module")
@@ -70,131 +36,6 @@ def tflite(tmp_path_factory) -> Path:
 
 
 # ---------------------------------------------------------------- parser
-def test_parser_reads_recorded_lce_benchmark_model_output_without_arm_device():
-    timings = parse_benchmark_output(RECORDED_OUTPUT)
-    assert timings == {
-        "init_us": 3207.0,
-        "first_us": 47818.0,
-        "warmup_avg_us": 45512.4,
-        "avg_us": 45210.5,
-        "count": 50,  # the timed runs, not the warm-up's count=11
-        "min_us": 44876.0,
-        "max_us": 46020.0,
-        "std_us": 210.0,
-    }
-    row = device_latency("quicknet", timings, where="device (adb)", num_threads=1)
-    assert (row.mean_ms, row.min_ms, row.max_ms, row.runs) == (45.2105, 44.876, 46.02, 50)
-    assert row.median_ms is None  # benchmark_model prints none
-    assert row.row() == (
-        "| quicknet | device (adb) | 1 | lce_benchmark_model | 50 | - | 45.211 | 44.876 "
-        "| 46.020 | - | - |"
-    )
-
-
-def test_parser_rejects_output_without_timings_and_quotes_it_without_arm_device():
-    with pytest.raises(DeploymentError, match="no 'Inference timings.*Failed to load"):
-        parse_benchmark_output("STARTING!\nERROR: Failed to load model /x.tflite\n")
-
-
-# ---------------------------------------------------------------- commands
-def test_device_command_construction_local_without_arm_device():
-    commands = device_commands(
-        "m.tflite", mode="local", binary="./lce_benchmark_model", num_threads=4, num_runs=20
-    )
-    assert commands == [
-        [
-            os.path.abspath("lce_benchmark_model"),
-            f"--graph={os.path.abspath('m.tflite')}",
-            "--num_threads=4",
-            "--num_runs=20",
-        ]
-    ]
-
-
-def test_device_command_construction_adb_without_arm_device():
-    commands = device_commands(
-        "out/my model.tflite",
-        mode="adb",
-        binary="bin/lce_benchmark_model",
-        serial="emulator-5554",
-        num_runs=10,
-    )
-    adb = ["adb", "-s", "emulator-5554"]
-    assert commands == [
-        [
-            *adb,
-            "push",
-            os.path.abspath("bin/lce_benchmark_model"),
-            "/data/local/tmp/lce_benchmark_model",
-        ],
-        [*adb, "shell", "chmod +x /data/local/tmp/lce_benchmark_model"],
-        # The device's name is plain: no quoting that a shell or scp could undo differently.
-        [*adb, "push", os.path.abspath("out/my model.tflite"), "/data/local/tmp/my_model.tflite"],
-        [
-            *adb,
-            "shell",
-            "/data/local/tmp/lce_benchmark_model --graph=/data/local/tmp/my_model.tflite "
-            "--num_threads=1 --num_runs=10",
-        ],
-    ]
-
-
-def test_device_command_construction_ssh_without_arm_device():
-    commands = device_commands(
-        "m.tflite", mode="ssh", host="pi@raspberrypi.local", remote_dir="/tmp/lce", num_threads=4
-    )
-    assert commands == [
-        ["ssh", "--", "pi@raspberrypi.local", "mkdir -p /tmp/lce"],
-        [
-            "scp",
-            "--",
-            os.path.abspath("lce_benchmark_model"),
-            "pi@raspberrypi.local:/tmp/lce/lce_benchmark_model",
-        ],
-        ["scp", "--", os.path.abspath("m.tflite"), "pi@raspberrypi.local:/tmp/lce/m.tflite"],
-        [
-            "ssh",
-            "--",
-            "pi@raspberrypi.local",
-            "chmod +x /tmp/lce/lce_benchmark_model && /tmp/lce/lce_benchmark_model "
-            "--graph=/tmp/lce/m.tflite --num_threads=4 --num_runs=50",
-        ],
-    ]
-    with pytest.raises(DeploymentError, match="--host"):
-        device_commands("m.tflite", mode="ssh")
-    with pytest.raises(DeploymentError, match="valid modes: local, adb, ssh"):
-        device_commands("m.tflite", mode="usb")
-
-
-@pytest.mark.parametrize(
-    "kwargs, reason",
-    [
-        ({"mode": "ssh", "host": "-oProxyCommand=touch pwned"}, "--host"),
-        ({"mode": "ssh", "host": "pi@h; touch pwned"}, "--host"),
-        ({"mode": "ssh", "host": "pi@h", "remote_dir": "tmp"}, "absolute"),
-        ({"mode": "adb", "remote_dir": "/tmp/$(touch pwned)"}, "may only contain"),
-        ({"mode": "adb", "remote_dir": "/tmp/a\nb"}, "may only contain"),
-        ({"mode": "adb", "serial": "-d"}, "--serial"),
-    ],
-)
-def test_hostile_device_values_are_refused_before_any_command_without_arm_device(kwargs, reason):
-    with pytest.raises(DeploymentError, match=reason):
-        device_commands("m.tflite", **kwargs)
-
-
-def test_device_run_stops_at_the_first_failing_command_without_arm_device():
-    seen = []
-
-    def fake_device(argv, **kwargs):
-        seen.append(argv)
-        failed = argv[1] == "push" and argv[2].endswith(".tflite")
-        output = "adb: error: no devices/emulators found" if failed else RECORDED_OUTPUT
-        return subprocess.CompletedProcess(argv, int(failed), output, "")
-
-    commands = device_commands("m.tflite", mode="adb")
-    with pytest.raises(DeploymentError, match="failed \\(1\\): adb: error: no devices"):
-        run_device_benchmark(commands, runner=fake_device)
-    assert seen == commands[:3]
 
 
 # ---------------------------------------------------------------- CLI
@@ -346,6 +187,31 @@ def test_overhead_report_compares_el_reactnet_with_reactnet_c(tmp_path):
     assert row["flops"] == el["flops"]["flops"] / c["flops"]["flops"]
     assert 1 < row["flops"] < 1.05 and 1 <= row["size"] < 1.01
     assert "| EL-ReActNet / ReActNet-C | 1.0" in result.stdout
+
+
+def test_overhead_report_compares_el_dagger_resnet50_with_el_resnet50(tmp_path):
+    script = SCRIPT.parent / "overhead_report.py"
+    out = tmp_path / "overhead.json"
+    args = ["--image_size=32", "--num_runs=1", "--rounds=1", "--warmup_runs=0"]
+    args += ["--paths=default", "--models=el_r2b_resnet50,el_resnet50", f"--json={out}"]
+    result = subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=900
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    dagger, el = report["models"]["EL†-ResNet50 (gating)"], report["models"]["EL-ResNet50"]
+    assert dagger["paper_top1"] == 68.9
+    # Gating's only ops, one set per binary conv (48): MEAN, two FULLY_CONNECTED,
+    # LOGISTIC and the MUL of the conv output; the LceBconv2d count is unchanged.
+    assert {op: dagger["ops"][op] - el["ops"].get(op, 0) for op in dagger["ops"]} == {
+        **{op: 0 for op in el["ops"]},
+        **{"MEAN": 48, "FULLY_CONNECTED": 96, "LOGISTIC": 48, "MUL": 48},
+    }
+    row = {row["ratio"]: row for row in report["ratios"]}["EL†-ResNet50 (gating) / EL-ResNet50"]
+    assert row["goal"] is None and row["default"] > 0
+    assert row["flops"] == dagger["flops"]["flops"] / el["flops"]["flops"] > 1
+    assert dagger["flops"]["scaling_ops"] > 0 == el["flops"]["scaling_ops"]
+    assert "| EL†-ResNet50 (gating) / EL-ResNet50 | 1.0" in result.stdout
 
 
 def test_overhead_report_refuses_unknown_models_in_one_line(tmp_path):
