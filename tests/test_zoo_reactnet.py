@@ -218,12 +218,22 @@ def converted(name: str, variant: bool = False):
     return model, flatbuffer, census(model, flatbuffer, messages)
 
 
-@pytest.mark.parametrize("variant", [False, True], ids=["defaults", "variant"])
-def test_every_binary_conv_is_an_lce_bconv2d_and_the_interpreter_agrees(variant):
-    model, flatbuffer, report = converted("el_reactnet", variant)
+@pytest.mark.parametrize(
+    "name, variant, binary_convs",
+    [
+        ("reactnet_a", False, 26),
+        ("reactnet_c", False, 21),
+        ("el_reactnet", False, 21),
+        ("el_reactnet", True, 31),
+    ],
+)
+def test_every_binary_conv_is_an_lce_bconv2d_and_the_interpreter_agrees(
+    name, variant, binary_convs
+):
+    model, flatbuffer, report = converted(name, variant)
     assert not report.fallback
     assert sorted(report.accelerated) == sorted(layer.name for layer in _binary(model))
-    assert report.ops["LceBconv2d"] == len(_binary(model)) == (31 if variant else 21)
+    assert report.ops["LceBconv2d"] == len(_binary(model)) == binary_convs
     check = verify(model, flatbuffer, random_inputs(model, 8))
     assert check.passed, check.summary()
 
