@@ -8,6 +8,14 @@ scaffolding (input, stem, head) they share:
     from el_larq.zoo import el_resnet50
     model = el_resnet50(input_shape=(224, 224, 3), num_classes=1000)
 
+Every builder has an explicit keyword-only signature: keras-applications' arguments
+first (`input_shape`, `input_tensor`, `include_top`, `weights`, `num_classes`, `width`,
+`stem`, `pooling`, `classifier_activation`, `include_preprocessing`,
+`preprocessing_mean`), then the family's switches with their defaults; errors name the
+builder. `preprocess_input` applies the zoo's input convention (x / 255 - per-channel
+mean); `include_preprocessing=True` or `with_preprocessing(model)` puts it inside the
+model, so that a deployed `.tflite` takes raw pixels.
+
 Architecture (docs/design.md §3, the paper's "Instantiations" and Fig. 3):
 
 * Full-precision stem: 7x7/2 conv, BN, ReLU, 3x3/2 max-pool ("imagenet"), or a
@@ -44,6 +52,7 @@ import tensorflow as tf
 # because zoo users reach for it.
 from el_larq.summary import gamma_report, model_summary, plot_gamma_report
 from el_larq.zoo.mobilenet import binary_mobilenet, el_mobilenet, mobilenet
+from el_larq.zoo.preprocessing import preprocess_input, with_preprocessing
 from el_larq.zoo.reactnet import el_reactnet, reactnet_a, reactnet_c
 from el_larq.zoo.real_to_binary import (
     el_r2b_mobilenet,
@@ -75,7 +84,9 @@ __all__ = [
     "gamma_report",
     "model_summary",
     "plot_gamma_report",
+    "preprocess_input",
     "summary_table",
+    "with_preprocessing",
     "bireal_resnet18",
     "bireal_resnet26",
     "bireal_resnet34",

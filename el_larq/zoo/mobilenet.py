@@ -7,12 +7,12 @@ after every EL sum.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
 import tensorflow as tf
 
 from el_larq.layers import el_conv
-from el_larq.zoo._common import application, scaled, split_model_args, stem
+from el_larq.zoo._common import MODEL_ARGS, application, model_args, scaled, stem
 
 __all__ = ["binary_mobilenet", "el_mobilenet", "mobilenet"]
 
@@ -79,16 +79,51 @@ def _mobilenet(
     return application(name, body, **model_args)
 
 
-def el_mobilenet(**kwargs: Any) -> tf.keras.Model:
+def _build(name: str, args: dict) -> tf.keras.Model:
+    """A MobileNet from a public builder's `locals()`; switch errors name the builder."""
+    switches = {key: value for key, value in args.items() if key not in MODEL_ARGS}
+    try:
+        return _mobilenet(name, model_args(args), **switches)
+    except ValueError as error:
+        message = str(error)
+        named = message if message.startswith(f"{name}()") else f"{name}(): {message}"
+        raise ValueError(named) from None
+
+
+def el_mobilenet(
+    *,
+    input_shape: tuple[int, int, int] | None = None,
+    input_tensor: tf.Tensor | None = None,
+    include_top: bool = True,
+    weights: str | None = None,
+    num_classes: int = 1000,
+    width: float = 1.0,
+    stem: str | None = None,
+    pooling: str | None = None,
+    classifier_activation: str | None = "softmax",
+    include_preprocessing: bool = False,
+    preprocessing_mean: Sequence[float] | str | None = None,
+    binary: bool = True,
+    el_depthwise: bool = True,
+    el_pointwise: bool = True,
+    gamma_trainable: bool = True,
+    relu_position: str = "after_sum",
+    input_norm: bool = True,
+    binary_weights: bool = True,
+    soft_activations: bool = False,
+    gating: bool = False,
+    gating_reduction: int = 8,
+) -> tf.keras.Model:
     """EL-MobileNet: binarized MobileNet v1 with EL on every depthwise and pointwise conv (56.4 %).
 
     # Arguments
-        input_shape, input_tensor, include_top, num_classes, weights, width, stem:
-            as for `el_resnet26`.
+        input_shape, input_tensor, include_top, weights, num_classes, width, stem,
+            pooling, classifier_activation, include_preprocessing, preprocessing_mean:
+            as for `el_larq.zoo.el_resnet26` (keras-applications' arguments).
         binary: False builds the full-precision MobileNet.
         el_depthwise, el_pointwise: Elastic-Link on the depthwise / pointwise convs.
         gamma_trainable: Learn gamma or freeze it.
-        relu_position: Where the kept ReLU goes. `"after_sum"` (default, DESIGN.md):
+        relu_position: Where the kept ReLU goes. `"after_sum"` (default):
             `ReLU(BN(BinConv(x)) + SEI(x) / gamma)`. `"branch"`:
             `ReLU(BN(BinConv(x))) + SEI(x) / gamma`. `"none"`: no ReLU (sign is the
             only nonlinearity).
@@ -111,23 +146,66 @@ def el_mobilenet(**kwargs: Any) -> tf.keras.Model:
         model = el_mobilenet(input_shape=(28, 28, 1), num_classes=10, width=0.25)
         ```
     """
-    model_args, switches = split_model_args(kwargs)
-    return _mobilenet("el_mobilenet", model_args, **switches)
+    return _build("el_mobilenet", locals())
 
 
-def binary_mobilenet(**kwargs: Any) -> tf.keras.Model:
+def binary_mobilenet(
+    *,
+    input_shape: tuple[int, int, int] | None = None,
+    input_tensor: tf.Tensor | None = None,
+    include_top: bool = True,
+    weights: str | None = None,
+    num_classes: int = 1000,
+    width: float = 1.0,
+    stem: str | None = None,
+    pooling: str | None = None,
+    classifier_activation: str | None = "softmax",
+    include_preprocessing: bool = False,
+    preprocessing_mean: Sequence[float] | str | None = None,
+    binary: bool = True,
+    el_depthwise: bool = True,
+    el_pointwise: bool = False,
+    gamma_trainable: bool = True,
+    relu_position: str = "after_sum",
+    input_norm: bool = True,
+    binary_weights: bool = True,
+    soft_activations: bool = False,
+    gating: bool = False,
+    gating_reduction: int = 8,
+) -> tf.keras.Model:
     """Binarized MobileNet without EL on the pointwise convs (the paper: does not converge).
 
     As the paper's attempt, the depthwise convs keep their identity shortcut; it is
     `el_mobilenet(el_pointwise=False)`, so the two differ only in the pointwise links.
     Arguments as `el_mobilenet`.
+
+    # Example
+        ```python
+        model = binary_mobilenet(input_shape=(28, 28, 1), num_classes=10, width=0.25)
+        ```
     """
-    model_args, switches = split_model_args(kwargs)
-    switches = {"el_pointwise": False, **switches}
-    return _mobilenet("binary_mobilenet", model_args, **switches)
+    return _build("binary_mobilenet", locals())
 
 
-def mobilenet(**kwargs: Any) -> tf.keras.Model:
-    """Full-precision MobileNet v1 (70.6 %). Arguments as `el_mobilenet`."""
-    model_args, switches = split_model_args(kwargs)
-    return _mobilenet("mobilenet", model_args, **{**switches, "binary": False})
+def mobilenet(
+    *,
+    input_shape: tuple[int, int, int] | None = None,
+    input_tensor: tf.Tensor | None = None,
+    include_top: bool = True,
+    weights: str | None = None,
+    num_classes: int = 1000,
+    width: float = 1.0,
+    stem: str | None = None,
+    pooling: str | None = None,
+    classifier_activation: str | None = "softmax",
+    include_preprocessing: bool = False,
+    preprocessing_mean: Sequence[float] | str | None = None,
+) -> tf.keras.Model:
+    """Full-precision MobileNet v1 (70.6 %). Arguments as `el_mobilenet`'s first eleven.
+
+    # Example
+        ```python
+        model = mobilenet(input_shape=(32, 32, 3), num_classes=10, width=0.25)
+        ```
+    """
+    return _build("mobilenet", {**locals(), "binary": False})

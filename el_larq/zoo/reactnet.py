@@ -48,6 +48,8 @@ Every block's output layer is named `block{i}_out` (i = 1 ... 13), for distillat
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import tensorflow as tf
 
 from el_larq.layers import ElasticLink, el_conv
@@ -181,6 +183,8 @@ _ARGUMENTS = """
         width: Channel multiplier (0.25 gives 8-16-32-64-128-256 channels for CPUs).
         stem: `"imagenet"` (3x3/2 conv) or `"small"` (3x3/1 conv), `None` for small on
             inputs up to 64 px; BN and no activation after it either way.
+        pooling, classifier_activation, include_preprocessing, preprocessing_mean:
+            keras-applications' arguments, as for `el_larq.zoo.el_resnet26`.
         binary_weights: False keeps the latent real-valued weights (ReActNet's training
             step 1); the weights are the same as with True, so step 2 loads them.
         reduction_split: Two C -> C 1x1 convs in the reduction blocks (ReActNet's code)
@@ -217,6 +221,10 @@ def reactnet_a(
     num_classes: int = 1000,
     width: float = 1.0,
     stem: str | None = None,
+    pooling: str | None = None,
+    classifier_activation: str | None = "softmax",
+    include_preprocessing: bool = False,
+    preprocessing_mean: Sequence[float] | str | None = None,
     binary_weights: bool = True,
     reduction_split: bool = False,
 ) -> tf.keras.Model:
@@ -249,6 +257,10 @@ def reactnet_c(
     num_classes: int = 1000,
     width: float = 1.0,
     stem: str | None = None,
+    pooling: str | None = None,
+    classifier_activation: str | None = "softmax",
+    include_preprocessing: bool = False,
+    preprocessing_mean: Sequence[float] | str | None = None,
     binary_weights: bool = True,
     reduction_split: bool = False,
 ) -> tf.keras.Model:
@@ -289,6 +301,10 @@ def el_reactnet(
     num_classes: int = 1000,
     width: float = 1.0,
     stem: str | None = None,
+    pooling: str | None = None,
+    classifier_activation: str | None = "softmax",
+    include_preprocessing: bool = False,
+    preprocessing_mean: Sequence[float] | str | None = None,
     binary_weights: bool = True,
     reduction_split: bool = False,
     reduction_conv: str = "float",

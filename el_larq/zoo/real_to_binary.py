@@ -22,6 +22,7 @@ Every block's output is the layer `stage{s}_block{b}_out`, as in the float twins
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import tensorflow as tf
@@ -85,6 +86,10 @@ def r2b_resnet18(
     num_classes: int = 1000,
     width: float = 1.0,
     stem: str | None = None,
+    pooling: str | None = None,
+    classifier_activation: str | None = "softmax",
+    include_preprocessing: bool = False,
+    preprocessing_mean: Sequence[float] | str | None = None,
     scaling: str = "gating",
     gating_reduction: int = 8,
     binary_weights: bool = True,
@@ -107,6 +112,8 @@ def r2b_resnet18(
         width: Channel multiplier (0.25 gives stage widths 16-32-64-128).
         stem: `"imagenet"` (7x7/2 + max-pool), `"small"` (3x3/1) or `None` (small
             for inputs up to 64 px).
+        pooling, classifier_activation, include_preprocessing, preprocessing_mean:
+            keras-applications' arguments, as for `el_larq.zoo.el_resnet26`.
         scaling: `"gating"` (Real-to-Binary's data-driven channel rescaling) or
             `"static"` (the strong baseline's learned per-channel scale).
         gating_reduction: The gating's hidden-layer reduction `r`.
@@ -171,7 +178,8 @@ def _basic(depth: int, name: str, args: dict) -> tf.keras.Model:
 _R2B_SWITCHES = ("gating_reduction", "gating_with_k", "binary_weights", "soft_activations")
 _ARGS_DOC = """
     # Arguments
-        input_shape, input_tensor, include_top, weights, num_classes, width, stem:
+        input_shape, input_tensor, include_top, weights, num_classes, width, stem,
+            pooling, classifier_activation, include_preprocessing, preprocessing_mean:
             as for `r2b_resnet18`.
         gating_reduction: The gating's hidden-layer reduction `r`.
         binary_weights: False uses the latent real weights (Real-to-Binary's stage 2).
@@ -194,6 +202,10 @@ def r2b_resnet26(
     num_classes: int = 1000,
     width: float = 1.0,
     stem: str | None = None,
+    pooling: str | None = None,
+    classifier_activation: str | None = "softmax",
+    include_preprocessing: bool = False,
+    preprocessing_mean: Sequence[float] | str | None = None,
     gating_reduction: int = 8,
     gating_with_k: str = "both",
     binary_weights: bool = True,
@@ -211,6 +223,10 @@ def r2b_resnet50(
     num_classes: int = 1000,
     width: float = 1.0,
     stem: str | None = None,
+    pooling: str | None = None,
+    classifier_activation: str | None = "softmax",
+    include_preprocessing: bool = False,
+    preprocessing_mean: Sequence[float] | str | None = None,
     gating_reduction: int = 8,
     gating_with_k: str = "both",
     binary_weights: bool = True,
@@ -228,6 +244,10 @@ def el_r2b_resnet26(
     num_classes: int = 1000,
     width: float = 1.0,
     stem: str | None = None,
+    pooling: str | None = None,
+    classifier_activation: str | None = "softmax",
+    include_preprocessing: bool = False,
+    preprocessing_mean: Sequence[float] | str | None = None,
     gating_reduction: int = 8,
     gating_with_k: str = "both",
     binary_weights: bool = True,
@@ -245,6 +265,10 @@ def el_r2b_resnet50(
     num_classes: int = 1000,
     width: float = 1.0,
     stem: str | None = None,
+    pooling: str | None = None,
+    classifier_activation: str | None = "softmax",
+    include_preprocessing: bool = False,
+    preprocessing_mean: Sequence[float] | str | None = None,
     gating_reduction: int = 8,
     gating_with_k: str = "both",
     binary_weights: bool = True,
@@ -262,6 +286,10 @@ def el_r2b_resnet18(
     num_classes: int = 1000,
     width: float = 1.0,
     stem: str | None = None,
+    pooling: str | None = None,
+    classifier_activation: str | None = "softmax",
+    include_preprocessing: bool = False,
+    preprocessing_mean: Sequence[float] | str | None = None,
     gating_reduction: int = 8,
     binary_weights: bool = True,
     soft_activations: bool = False,
@@ -278,6 +306,10 @@ def el_r2b_resnet34(
     num_classes: int = 1000,
     width: float = 1.0,
     stem: str | None = None,
+    pooling: str | None = None,
+    classifier_activation: str | None = "softmax",
+    include_preprocessing: bool = False,
+    preprocessing_mean: Sequence[float] | str | None = None,
     gating_reduction: int = 8,
     binary_weights: bool = True,
     soft_activations: bool = False,
@@ -294,6 +326,10 @@ def el_r2b_mobilenet(
     num_classes: int = 1000,
     width: float = 1.0,
     stem: str | None = None,
+    pooling: str | None = None,
+    classifier_activation: str | None = "softmax",
+    include_preprocessing: bool = False,
+    preprocessing_mean: Sequence[float] | str | None = None,
     gating_reduction: int = 8,
     binary_weights: bool = True,
     soft_activations: bool = False,

@@ -1,27 +1,26 @@
 """ResNet family: EL-ResNet18/26/34/50, Bi-Real / S-ResNet baselines, float twins, ablations.
 
-One stack builder, `_resnet`, with basic or bottleneck blocks out of
-`el_larq.layers.el_conv` units; the public functions only choose defaults.
-
-* Bottleneck block (ResNet26 = [2, 2, 2, 2], ResNet50 = [3, 4, 6, 3]):
-  reduce 1x1 -> spatial 3x3 (strided) -> expand 1x1 (x4), each an `el_conv`
-  unit, plus the block residual. Basic block (ResNet18 = [2, 2, 2, 2],
-  ResNet34 = [3, 4, 6, 3]): two 3x3 units, each with its own shortcut as in
-  Bi-Real Net (an identity Elastic-Link, or the downsample shortcut where the
-  conv changes shape); EL reduces to exactly that, so there is no gamma.
-* Downsample shortcut (first block of a stage): 2x2 average-pool (stride 2,
-  "same") + full-precision 1x1 conv + BN, in place of the strided 1x1 conv.
+The public builders, in the style of keras-applications and larq-zoo: explicit
+keyword-only signatures with keras-applications' arguments first, then every switch of
+the family with its default (so `inspect.signature` and `help` show them all). The
+blocks and the stack are in `_resnet_stack`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import tensorflow as tf
 
-from el_larq.layers import el_conv
-from el_larq.zoo._common import application, downsample, scaled, shortcut, split_model_args, stem
+from el_larq.zoo._common import MODEL_ARGS, model_args
+from el_larq.zoo._resnet_stack import (  # noqa: F401  (real_to_binary uses them from here)
+    _BIREAL,
+    _BIREAL_QUANTIZERS,
+    STAGE_BLOCKS,
+    STAGE_FILTERS,
+    _bottleneck_opts,
+    _resnet,
+)
 
 __all__ = [
     "bireal_resnet18",
@@ -38,163 +37,27 @@ __all__ = [
     "resnet50",
 ]
 
-STAGE_BLOCKS = {18: [2, 2, 2, 2], 26: [2, 2, 2, 2], 34: [3, 4, 6, 3], 50: [3, 4, 6, 3]}
-STAGE_FILTERS = [64, 128, 256, 512]
-BOTTLENECK_EXPANSION = 4
-REDUCE_CONV_MODES = ("binary", "float", "none")
-GATING_WITH_K = ("both", "gating_only")
-
-
-def _bottleneck_block(x: tf.Tensor, filters: int, strides: int, opts: dict, name: str):
-    """EL-Bottleneck (Fig. 3 left): reduce 1x1, spatial 3x3, expand 1x1, block residual."""
-    out_filters = filters * BOTTLENECK_EXPANSION
-    skip = shortcut(x, out_filters, strides, f"{name}_down") if opts["residual"] else None
-
-    def unit(y, position: str, channels: int, kernel: int, stride: int = 1, last=False):
-        # The reduce conv alone can be float or absent (Table 4); switches are per position.
-        mode = opts["reduce_conv"] if position == "reduce" else "binary"
-        binary = opts["binary"] and mode == "binary"
-        return el_conv(
-            y,
-            channels,
-            kernel,
-            stride,
-            binary=binary,
-            conv=mode != "none",
-            elastic_link=opts[f"el_{position}"],
-            activation_scaling=binary and opts[f"k_{position}"],
-            weight_scaling=binary and opts["weight_scaling"],
-            gamma_trainable=opts["gamma_trainable"],
-            link_pool=opts["spatial_pool"] if position == "spatial" else "max",
-            activation=None if opts["binary"] or last else "relu",
-            **_stage_and_gating(opts, binary),
-            name=f"{name}_{position}",
-        )
-
-    y = unit(x, "reduce", filters, 1)
-    y = unit(y, "spatial", filters, 3, strides)
-    y = unit(y, "expand", out_filters, 1, last=True)
-    if skip is not None:
-        y = tf.keras.layers.Add(name=f"{name}_residual")([y, skip])
-    return _block_out(y, opts["binary"], name)
-
-
-def _block_out(y: tf.Tensor, binary: bool, name: str) -> tf.Tensor:
-    """Every block's output is the layer `{name}_out`, so that attention matching maps a
-    binary student's blocks to its float twin's (an identity in a binary net)."""
-    return tf.keras.layers.Activation("linear" if binary else "relu", name=f"{name}_out")(y)
-
-
-def _stage_and_gating(opts: dict, binary: bool) -> dict:
-    """`el_conv`'s Real-to-Binary switches for one unit (gating on binary convs only)."""
-    return dict(
-        binary_weights=opts["binary_weights"],
-        soft_activations=opts["soft_activations"],
-        gating=binary and opts["gating"],
-        gating_reduction=opts["gating_reduction"],
-    )
-
-
-def _basic_unit(x: tf.Tensor, filters: int, strides: int, opts: dict, name: str) -> tf.Tensor:
-    """One binary 3x3 conv of a basic block with its Bi-Real shortcut.
-
-    Where the conv keeps the shape the shortcut is an identity Elastic-Link; where it
-    changes shape it is the full-precision downsample shortcut (Bi-Real Net, DESIGN.md 3).
-    """
-    reshaping = strides > 1 or x.shape[-1] != filters
-    y = el_conv(
-        x,
-        filters,
-        3,
-        strides,
-        elastic_link=not reshaping,
-        weight_scaling=opts["weight_scaling"],
-        conv_kwargs=opts["conv_kwargs"],
-        **_stage_and_gating(opts, True),
-        name=name,
-    )
-    if reshaping:
-        skip = downsample(x, filters, strides, f"{name}_down")
-        y = tf.keras.layers.Add(name=f"{name}_residual")([y, skip])
-    return y
-
-
-def _basic_block(x: tf.Tensor, filters: int, strides: int, opts: dict, name: str):
-    """Basic block. Binary: two 3x3 units, each with its own shortcut (Bi-Real Net).
-
-    Full precision: the classic block, conv-BN-ReLU, conv-BN, + residual, ReLU.
-    """
-    if opts["binary"]:
-        y = _basic_unit(x, filters, strides, opts, f"{name}_conv1")
-        return _block_out(_basic_unit(y, filters, 1, opts, f"{name}_conv2"), True, name)
-    skip = shortcut(x, filters, strides, f"{name}_down")
-    fp = dict(binary=False, elastic_link=False)
-    y = el_conv(x, filters, 3, strides, activation="relu", name=f"{name}_conv1", **fp)
-    y = el_conv(y, filters, 3, name=f"{name}_conv2", **fp)
-    y = tf.keras.layers.Add(name=f"{name}_residual")([y, skip])
-    return _block_out(y, False, name)
-
-
-def _resnet(depth: int, bottleneck: bool, name: str, model_args: dict, **opts: Any):
-    """The one ResNet stack builder: stem, four stages of blocks, classifier."""
-    block = _bottleneck_block if bottleneck else _basic_block
-
-    def body(x, stem_, width):
-        x = stem(x, scaled(64, width), stem_, 7, pool=True, binary=opts["binary"])
-        stages = zip(STAGE_BLOCKS[depth], STAGE_FILTERS, strict=True)
-        for stage, (blocks, filters) in enumerate(stages, 1):
-            for index in range(blocks):
-                strides = 2 if stage > 1 and index == 0 else 1
-                name_ = f"stage{stage}_block{index + 1}"
-                x = block(x, scaled(filters, width), strides, opts, name_)
-        return x
-
-    return application(name, body, **model_args)
-
-
-def _bottleneck_opts(
-    binary: bool = True,
-    k_reduce: bool = True,
-    k_spatial: bool = False,
-    k_expand: bool = False,
-    el_reduce: bool = True,
-    el_spatial: bool = True,
-    el_expand: bool = True,
-    residual: bool = True,
-    gamma_trainable: bool = True,
-    reduce_conv: str = "binary",
-    weight_scaling: bool = False,
-    spatial_pool: str = "max",
-    binary_weights: bool = True,
-    soft_activations: bool = False,
-    gating: bool = False,
-    gating_reduction: int = 8,
-    gating_with_k: str = "both",
-) -> dict:
-    if gating_with_k not in GATING_WITH_K:
-        raise ValueError(f"gating_with_k must be one of {GATING_WITH_K}, got {gating_with_k!r}.")
-    if gating and gating_with_k == "gating_only":  # the gates replace K
-        k_reduce = k_spatial = k_expand = False
-    if reduce_conv not in REDUCE_CONV_MODES:
-        raise ValueError(f"reduce_conv must be one of {REDUCE_CONV_MODES}, got {reduce_conv!r}.")
-    if reduce_conv == "none" and not el_reduce:
-        raise ValueError("reduce_conv='none' (EL-minus) keeps only the link: needs el_reduce=True.")
-    if not binary:  # full-precision twin: plain ResNet, no links, no scaling
-        k_reduce = k_spatial = k_expand = el_reduce = el_spatial = el_expand = False
-        weight_scaling = False
-    return dict(locals())
-
-
-_BOTTLENECK_DOC = """
+_MODEL_DOC = """
     # Arguments
         input_shape: `(height, width, channels)`, default `(224, 224, 3)`.
         input_tensor: Optional Keras tensor to use as the model input.
-        include_top: Add global average pooling and the softmax classifier.
-        num_classes: Classes of the classifier.
+        include_top: Add global average pooling and the classifier.
         weights: `None` or the path of a local weights file (nothing is downloaded).
+        num_classes: Classes of the classifier.
         width: Channel multiplier (0.25 gives stage widths 16-32-64-128 for CPUs).
         stem: `"imagenet"` (7x7/2 + max-pool), `"small"` (3x3/1) or `None` (small
             for inputs up to 64 px).
+        pooling: With `include_top=False`: `None` (the last feature map), `"avg"` or
+            `"max"` (global pooling to a vector), as in keras-applications.
+        classifier_activation: Activation of the classifier (`"softmax"`; `None`
+            gives logits).
+        include_preprocessing: The model takes raw pixels in [0, 255] and scales them
+            itself (`el_larq.zoo.preprocessing`): a deployed `.tflite` needs no
+            preprocessing code.
+        preprocessing_mean: Per-channel means of the preprocessing, or a dataset name
+            (`"fashion_mnist"`); None: ImageNet's for 3 channels, 0.5 otherwise.
+"""
+_BOTTLENECK_DOC = """\
         binary: False builds the full-precision twin (no links, ReLU, float convs).
         k_reduce, k_spatial, k_expand: XNOR-Net activation scaling K on the reduce
             (1x1), spatial (3x3) or expand (1x1) conv of each block (Table 1).
@@ -213,108 +76,451 @@ _BOTTLENECK_DOC = """
             conv, with hidden-layer reduction `r` (EL-dagger, `el_larq.zoo.real_to_binary`).
         gating_with_k: With gating, `"both"` keeps K where the net has it,
             `"gating_only"` drops it.
-
-    # Returns
-        A `tf.keras.Model`.
 """
-
-
-def _bottleneck_model(depth: int, name: str, defaults: dict, doc: str) -> Callable:
-    def builder(**kwargs: Any) -> tf.keras.Model:
-        model_args, switches = split_model_args(kwargs)
-        opts = _bottleneck_opts(**{**defaults, **switches})
-        return _resnet(depth, True, name, model_args, **opts)
-
-    builder.__name__ = builder.__qualname__ = name
-    builder.__doc__ = doc + _BOTTLENECK_DOC
-    return builder
-
-
-_BIREAL = dict(el_reduce=False, el_expand=False, spatial_pool="avg")
-
-el_resnet26 = _bottleneck_model(
-    26,
-    "el_resnet26",
-    {},
-    "EL-ResNet26 (Table 2's EL6: K_s, EL on all three convs, residual, "
-    "learnable gamma; ImageNet top-1 64.0 %).",
-)
-el_resnet50 = _bottleneck_model(
-    50, "el_resnet50", {}, "EL-ResNet50 (EL-Bottleneck, as EL-ResNet26; ImageNet top-1 65.6 %)."
-)
-bireal_resnet26 = _bottleneck_model(
-    26,
-    "bireal_resnet26",
-    _BIREAL,
-    "S-ResNet26 / Bi-Real bottleneck ResNet26: EL-ResNet26 without "
-    "the reduce and expand links (K_s kept; Table 2 baseline, 59.8 %).",
-)
-bireal_resnet50 = _bottleneck_model(
-    50,
-    "bireal_resnet50",
-    _BIREAL,
-    "Bi-Real bottleneck ResNet50: EL-ResNet50 without the reduce "
-    "and expand links (identical otherwise; the paper's overhead baseline).",
-)
-resnet26 = _bottleneck_model(26, "resnet26", {"binary": False}, "Full-precision ResNet26 (72.5 %).")
-resnet50 = _bottleneck_model(50, "resnet50", {"binary": False}, "Full-precision ResNet50 (75.9 %).")
-
-_BASIC_DOC = """
-    # Arguments
-        input_shape, input_tensor, include_top, num_classes, weights, width, stem:
-            as for `el_resnet26`.
+_BASIC_DOC = """\
         weight_scaling: XNOR-Net's alpha on every binary kernel.
-        binary_weights, soft_activations, gating, gating_reduction: as for
-            `el_resnet26` (no effect on the full-precision twins).
-
+        binary_weights, soft_activations: Real-to-Binary's stage switches on every
+            binary conv (`el_larq.layers.el_conv`); the weights are the same for every
+            setting.
+        gating, gating_reduction: Real-to-Binary's channel gating on every binary
+            conv (EL-dagger, `el_larq.zoo.real_to_binary`).
+"""
+_RETURNS = """
     # Returns
         A `tf.keras.Model`.
 """
-_BIREAL_QUANTIZERS = {"input_quantizer": "approx_sign", "kernel_quantizer": "magnitude_aware_sign"}
 
 
-def _basic_model(depth: int, name: str, binary: bool, conv_kwargs: dict | None, doc: str):
-    def builder(
-        weight_scaling: bool = False,
-        binary_weights: bool = True,
-        soft_activations: bool = False,
-        gating: bool = False,
-        gating_reduction: int = 8,
-        **kwargs: Any,
-    ) -> tf.keras.Model:
-        model_args, unknown = split_model_args(kwargs)
-        if unknown:
-            raise TypeError(f"{name}() got unexpected keyword arguments {sorted(unknown)}")
-        opts = dict(binary=binary, weight_scaling=weight_scaling, conv_kwargs=conv_kwargs)
-        opts.update(binary_weights=binary_weights, soft_activations=soft_activations)
-        opts.update(gating=gating, gating_reduction=gating_reduction)
-        return _resnet(depth, False, name, model_args, **opts)
+def _documented(switches: str = ""):
+    """Append the shared argument docs (and the family's switches) to a builder's docstring."""
 
-    builder.__name__ = builder.__qualname__ = name
-    builder.__doc__ = doc + _BASIC_DOC
-    return builder
+    def decorate(builder: Callable) -> Callable:
+        summary, example = builder.__doc__.split("    # Example", 1)
+        arguments = _MODEL_DOC + switches + _RETURNS
+        builder.__doc__ = f"{summary.rstrip()}\n{arguments}\n    # Example{example}"
+        return builder
+
+    return decorate
 
 
-el_resnet18 = _basic_model(
-    18,
-    "el_resnet18",
-    True,
-    None,
-    "EL-ResNet18: basic blocks with "
-    "identity EL (= Bi-Real shortcuts), STE, trained from scratch (60.1 %).",
-)
-el_resnet34 = _basic_model(34, "el_resnet34", True, None, "EL-ResNet34 (63.2 %).")
-bireal_resnet18 = _basic_model(
-    18,
-    "bireal_resnet18",
-    True,
-    _BIREAL_QUANTIZERS,
-    "Bi-Real-ResNet18: "
-    "the same net with Bi-Real's ApproxSign and magnitude-aware "
-    "weights (56.4 % with Bi-Real's fine-tuning).",
-)
-bireal_resnet34 = _basic_model(
-    34, "bireal_resnet34", True, _BIREAL_QUANTIZERS, "Bi-Real-ResNet34 (62.2 %)."
-)
-resnet18 = _basic_model(18, "resnet18", False, None, "Full-precision ResNet18 (69.3 %).")
-resnet34 = _basic_model(34, "resnet34", False, None, "Full-precision ResNet34 (71.5 %).")
+def _named(name: str, build: Callable[[], tf.keras.Model]) -> tf.keras.Model:
+    """`build()`, with a switch's ValueError naming the public function."""
+    try:
+        return build()
+    except ValueError as error:
+        message = str(error)
+        named = message if message.startswith(f"{name}()") else f"{name}(): {message}"
+        raise ValueError(named) from None
+
+
+def _bottleneck(depth: int, name: str, args: dict) -> tf.keras.Model:
+    """A bottleneck ResNet from a public builder's `locals()`."""
+    switches = {key: value for key, value in args.items() if key not in MODEL_ARGS}
+    return _named(
+        name,
+        lambda: _resnet(depth, True, name, model_args(args), **_bottleneck_opts(**switches)),
+    )
+
+
+def _basic(
+    depth: int, name: str, args: dict, *, binary: bool = True, conv_kwargs: dict | None = None
+) -> tf.keras.Model:
+    """A basic-block ResNet from a public builder's `locals()`."""
+    switches = {key: value for key, value in args.items() if key not in MODEL_ARGS}
+    opts = dict(binary=binary, conv_kwargs=conv_kwargs, weight_scaling=False)
+    opts.update(binary_weights=True, soft_activations=False, gating=False, gating_reduction=8)
+    opts.update(switches)
+    return _named(name, lambda: _resnet(depth, False, name, model_args(args), **opts))
+
+
+@_documented(_BOTTLENECK_DOC)
+def el_resnet26(
+    *,
+    input_shape: tuple[int, int, int] | None = None,
+    input_tensor: tf.Tensor | None = None,
+    include_top: bool = True,
+    weights: str | None = None,
+    num_classes: int = 1000,
+    width: float = 1.0,
+    stem: str | None = None,
+    pooling: str | None = None,
+    classifier_activation: str | None = "softmax",
+    include_preprocessing: bool = False,
+    preprocessing_mean: Sequence[float] | str | None = None,
+    binary: bool = True,
+    k_reduce: bool = True,
+    k_spatial: bool = False,
+    k_expand: bool = False,
+    el_reduce: bool = True,
+    el_spatial: bool = True,
+    el_expand: bool = True,
+    residual: bool = True,
+    gamma_trainable: bool = True,
+    reduce_conv: str = "binary",
+    weight_scaling: bool = False,
+    spatial_pool: str = "max",
+    binary_weights: bool = True,
+    soft_activations: bool = False,
+    gating: bool = False,
+    gating_reduction: int = 8,
+    gating_with_k: str = "both",
+) -> tf.keras.Model:
+    """EL-ResNet26 (Table 2's EL6: K_s, EL on all three convs, residual, learnable
+    gamma; ImageNet top-1 64.0 %).
+
+    # Example
+        ```python
+        model = el_resnet26(input_shape=(32, 32, 3), num_classes=10, width=0.25)
+        ```
+    """
+    return _bottleneck(26, "el_resnet26", locals())
+
+
+@_documented(_BOTTLENECK_DOC)
+def el_resnet50(
+    *,
+    input_shape: tuple[int, int, int] | None = None,
+    input_tensor: tf.Tensor | None = None,
+    include_top: bool = True,
+    weights: str | None = None,
+    num_classes: int = 1000,
+    width: float = 1.0,
+    stem: str | None = None,
+    pooling: str | None = None,
+    classifier_activation: str | None = "softmax",
+    include_preprocessing: bool = False,
+    preprocessing_mean: Sequence[float] | str | None = None,
+    binary: bool = True,
+    k_reduce: bool = True,
+    k_spatial: bool = False,
+    k_expand: bool = False,
+    el_reduce: bool = True,
+    el_spatial: bool = True,
+    el_expand: bool = True,
+    residual: bool = True,
+    gamma_trainable: bool = True,
+    reduce_conv: str = "binary",
+    weight_scaling: bool = False,
+    spatial_pool: str = "max",
+    binary_weights: bool = True,
+    soft_activations: bool = False,
+    gating: bool = False,
+    gating_reduction: int = 8,
+    gating_with_k: str = "both",
+) -> tf.keras.Model:
+    """EL-ResNet50 (EL-Bottleneck, as EL-ResNet26; ImageNet top-1 65.6 %).
+
+    # Example
+        ```python
+        model = el_resnet50(input_shape=(32, 32, 3), num_classes=10, width=0.25)
+        ```
+    """
+    return _bottleneck(50, "el_resnet50", locals())
+
+
+@_documented(_BOTTLENECK_DOC)
+def bireal_resnet26(
+    *,
+    input_shape: tuple[int, int, int] | None = None,
+    input_tensor: tf.Tensor | None = None,
+    include_top: bool = True,
+    weights: str | None = None,
+    num_classes: int = 1000,
+    width: float = 1.0,
+    stem: str | None = None,
+    pooling: str | None = None,
+    classifier_activation: str | None = "softmax",
+    include_preprocessing: bool = False,
+    preprocessing_mean: Sequence[float] | str | None = None,
+    binary: bool = True,
+    k_reduce: bool = True,
+    k_spatial: bool = False,
+    k_expand: bool = False,
+    el_reduce: bool = False,
+    el_spatial: bool = True,
+    el_expand: bool = False,
+    residual: bool = True,
+    gamma_trainable: bool = True,
+    reduce_conv: str = "binary",
+    weight_scaling: bool = False,
+    spatial_pool: str = "avg",
+    binary_weights: bool = True,
+    soft_activations: bool = False,
+    gating: bool = False,
+    gating_reduction: int = 8,
+    gating_with_k: str = "both",
+) -> tf.keras.Model:
+    """S-ResNet26 / Bi-Real bottleneck ResNet26: EL-ResNet26 without the reduce and
+    expand links (K_s kept; Table 2 baseline, 59.8 %).
+
+    # Example
+        ```python
+        model = bireal_resnet26(input_shape=(32, 32, 3), num_classes=10, width=0.25)
+        ```
+    """
+    return _bottleneck(26, "bireal_resnet26", locals())
+
+
+@_documented(_BOTTLENECK_DOC)
+def bireal_resnet50(
+    *,
+    input_shape: tuple[int, int, int] | None = None,
+    input_tensor: tf.Tensor | None = None,
+    include_top: bool = True,
+    weights: str | None = None,
+    num_classes: int = 1000,
+    width: float = 1.0,
+    stem: str | None = None,
+    pooling: str | None = None,
+    classifier_activation: str | None = "softmax",
+    include_preprocessing: bool = False,
+    preprocessing_mean: Sequence[float] | str | None = None,
+    binary: bool = True,
+    k_reduce: bool = True,
+    k_spatial: bool = False,
+    k_expand: bool = False,
+    el_reduce: bool = False,
+    el_spatial: bool = True,
+    el_expand: bool = False,
+    residual: bool = True,
+    gamma_trainable: bool = True,
+    reduce_conv: str = "binary",
+    weight_scaling: bool = False,
+    spatial_pool: str = "avg",
+    binary_weights: bool = True,
+    soft_activations: bool = False,
+    gating: bool = False,
+    gating_reduction: int = 8,
+    gating_with_k: str = "both",
+) -> tf.keras.Model:
+    """Bi-Real bottleneck ResNet50: EL-ResNet50 without the reduce and expand links
+    (identical otherwise; the paper's overhead baseline).
+
+    # Example
+        ```python
+        model = bireal_resnet50(input_shape=(32, 32, 3), num_classes=10, width=0.25)
+        ```
+    """
+    return _bottleneck(50, "bireal_resnet50", locals())
+
+
+@_documented()
+def resnet26(
+    *,
+    input_shape: tuple[int, int, int] | None = None,
+    input_tensor: tf.Tensor | None = None,
+    include_top: bool = True,
+    weights: str | None = None,
+    num_classes: int = 1000,
+    width: float = 1.0,
+    stem: str | None = None,
+    pooling: str | None = None,
+    classifier_activation: str | None = "softmax",
+    include_preprocessing: bool = False,
+    preprocessing_mean: Sequence[float] | str | None = None,
+) -> tf.keras.Model:
+    """Full-precision ResNet26 (72.5 %): the bottleneck stack with float convs and ReLUs.
+
+    # Example
+        ```python
+        model = resnet26(input_shape=(32, 32, 3), num_classes=10, width=0.25)
+        ```
+    """
+    return _bottleneck(26, "resnet26", {**locals(), "binary": False})
+
+
+@_documented()
+def resnet50(
+    *,
+    input_shape: tuple[int, int, int] | None = None,
+    input_tensor: tf.Tensor | None = None,
+    include_top: bool = True,
+    weights: str | None = None,
+    num_classes: int = 1000,
+    width: float = 1.0,
+    stem: str | None = None,
+    pooling: str | None = None,
+    classifier_activation: str | None = "softmax",
+    include_preprocessing: bool = False,
+    preprocessing_mean: Sequence[float] | str | None = None,
+) -> tf.keras.Model:
+    """Full-precision ResNet50 (75.9 %).
+
+    # Example
+        ```python
+        model = resnet50(input_shape=(32, 32, 3), num_classes=10, width=0.25)
+        ```
+    """
+    return _bottleneck(50, "resnet50", {**locals(), "binary": False})
+
+
+@_documented(_BASIC_DOC)
+def el_resnet18(
+    *,
+    input_shape: tuple[int, int, int] | None = None,
+    input_tensor: tf.Tensor | None = None,
+    include_top: bool = True,
+    weights: str | None = None,
+    num_classes: int = 1000,
+    width: float = 1.0,
+    stem: str | None = None,
+    pooling: str | None = None,
+    classifier_activation: str | None = "softmax",
+    include_preprocessing: bool = False,
+    preprocessing_mean: Sequence[float] | str | None = None,
+    weight_scaling: bool = False,
+    binary_weights: bool = True,
+    soft_activations: bool = False,
+    gating: bool = False,
+    gating_reduction: int = 8,
+) -> tf.keras.Model:
+    """EL-ResNet18: basic blocks with identity EL (= Bi-Real shortcuts), STE, trained
+    from scratch (60.1 %).
+
+    # Example
+        ```python
+        model = el_resnet18(input_shape=(32, 32, 3), num_classes=10, width=0.25)
+        ```
+    """
+    return _basic(18, "el_resnet18", locals())
+
+
+@_documented(_BASIC_DOC)
+def el_resnet34(
+    *,
+    input_shape: tuple[int, int, int] | None = None,
+    input_tensor: tf.Tensor | None = None,
+    include_top: bool = True,
+    weights: str | None = None,
+    num_classes: int = 1000,
+    width: float = 1.0,
+    stem: str | None = None,
+    pooling: str | None = None,
+    classifier_activation: str | None = "softmax",
+    include_preprocessing: bool = False,
+    preprocessing_mean: Sequence[float] | str | None = None,
+    weight_scaling: bool = False,
+    binary_weights: bool = True,
+    soft_activations: bool = False,
+    gating: bool = False,
+    gating_reduction: int = 8,
+) -> tf.keras.Model:
+    """EL-ResNet34 (63.2 %): EL-ResNet18's blocks, [3, 4, 6, 3] per stage.
+
+    # Example
+        ```python
+        model = el_resnet34(input_shape=(32, 32, 3), num_classes=10, width=0.25)
+        ```
+    """
+    return _basic(34, "el_resnet34", locals())
+
+
+@_documented(_BASIC_DOC)
+def bireal_resnet18(
+    *,
+    input_shape: tuple[int, int, int] | None = None,
+    input_tensor: tf.Tensor | None = None,
+    include_top: bool = True,
+    weights: str | None = None,
+    num_classes: int = 1000,
+    width: float = 1.0,
+    stem: str | None = None,
+    pooling: str | None = None,
+    classifier_activation: str | None = "softmax",
+    include_preprocessing: bool = False,
+    preprocessing_mean: Sequence[float] | str | None = None,
+    weight_scaling: bool = False,
+    binary_weights: bool = True,
+    soft_activations: bool = False,
+    gating: bool = False,
+    gating_reduction: int = 8,
+) -> tf.keras.Model:
+    """Bi-Real-ResNet18: EL-ResNet18 with Bi-Real's ApproxSign and magnitude-aware
+    weights (56.4 % with Bi-Real's fine-tuning).
+
+    # Example
+        ```python
+        model = bireal_resnet18(input_shape=(32, 32, 3), num_classes=10, width=0.25)
+        ```
+    """
+    return _basic(18, "bireal_resnet18", locals(), conv_kwargs=_BIREAL_QUANTIZERS)
+
+
+@_documented(_BASIC_DOC)
+def bireal_resnet34(
+    *,
+    input_shape: tuple[int, int, int] | None = None,
+    input_tensor: tf.Tensor | None = None,
+    include_top: bool = True,
+    weights: str | None = None,
+    num_classes: int = 1000,
+    width: float = 1.0,
+    stem: str | None = None,
+    pooling: str | None = None,
+    classifier_activation: str | None = "softmax",
+    include_preprocessing: bool = False,
+    preprocessing_mean: Sequence[float] | str | None = None,
+    weight_scaling: bool = False,
+    binary_weights: bool = True,
+    soft_activations: bool = False,
+    gating: bool = False,
+    gating_reduction: int = 8,
+) -> tf.keras.Model:
+    """Bi-Real-ResNet34 (62.2 %).
+
+    # Example
+        ```python
+        model = bireal_resnet34(input_shape=(32, 32, 3), num_classes=10, width=0.25)
+        ```
+    """
+    return _basic(34, "bireal_resnet34", locals(), conv_kwargs=_BIREAL_QUANTIZERS)
+
+
+@_documented()
+def resnet18(
+    *,
+    input_shape: tuple[int, int, int] | None = None,
+    input_tensor: tf.Tensor | None = None,
+    include_top: bool = True,
+    weights: str | None = None,
+    num_classes: int = 1000,
+    width: float = 1.0,
+    stem: str | None = None,
+    pooling: str | None = None,
+    classifier_activation: str | None = "softmax",
+    include_preprocessing: bool = False,
+    preprocessing_mean: Sequence[float] | str | None = None,
+) -> tf.keras.Model:
+    """Full-precision ResNet18 (69.3 %).
+
+    # Example
+        ```python
+        model = resnet18(input_shape=(32, 32, 3), num_classes=10, width=0.25)
+        ```
+    """
+    return _basic(18, "resnet18", locals(), binary=False)
+
+
+@_documented()
+def resnet34(
+    *,
+    input_shape: tuple[int, int, int] | None = None,
+    input_tensor: tf.Tensor | None = None,
+    include_top: bool = True,
+    weights: str | None = None,
+    num_classes: int = 1000,
+    width: float = 1.0,
+    stem: str | None = None,
+    pooling: str | None = None,
+    classifier_activation: str | None = "softmax",
+    include_preprocessing: bool = False,
+    preprocessing_mean: Sequence[float] | str | None = None,
+) -> tf.keras.Model:
+    """Full-precision ResNet34 (71.5 %).
+
+    # Example
+        ```python
+        model = resnet34(input_shape=(32, 32, 3), num_classes=10, width=0.25)
+        ```
+    """
+    return _basic(34, "resnet34", locals(), binary=False)
