@@ -122,3 +122,27 @@ def test_ordering_needs_two_seeds_of_each():
     table = _report_module().orderings(_runs(el_resnet26=[72.0], sresnet26_ks=[70.0, 71.0]))
     row = next(line for line in table.splitlines() if line.startswith("| Table 2: EL6 64.0 >"))
     assert "not run" in row
+
+
+def test_distillation_report_from_records(tmp_path):
+    # Two recipes, two seeds each, records as study/reactnet_study.sh commits them.
+    records = tmp_path / "records"
+    tops = {("a", 0): 0.70, ("a", 1): 0.74, ("b", 0): 0.69, ("b", 1): 0.72}
+    for (recipe, seed), top1 in tops.items():
+        folder = records / f"{recipe}_s{seed}"
+        folder.mkdir(parents=True)
+        meta = {"recipe": recipe, "seed": seed, "wall_seconds": 10.0, "study_recipe": {"w": "1"}}
+        (folder / "study.json").write_text(json.dumps(meta))
+        (folder / "final_eval.json").write_text(json.dumps([{"top1": top1}]))
+        rows = [{"epoch": 1, "val_top1": top1 - 0.1}, {"epoch": 2, "val_top1": top1}]
+        (folder / "1_step1_metrics.json").write_text(json.dumps(rows))
+    out = tmp_path / "out"
+    script = str(ROOT / "study" / "distillation_report.py")
+    result = _run(script, "--records", str(records), "--out_dir", str(out), "--compare", "a:b")
+    assert result.returncode == 0, result.stderr[-2000:]
+    page = (out / "results.md").read_text()
+    # Differences 1.0 and 2.0 points: mean 1.5, sd 0.707, t(1) 12.706 -> half-width 6.35.
+    assert "| a − b | 2 | +1.50 | [-4.85, +7.85] | undecided |" in page
+    assert "| a | 2 | 72.00 ± 2.83 | s0: 70.00, s1: 74.00 | 10 |" in page
+    assert (out / "curves.png").stat().st_size > 0
+    assert len((out / "runs.csv").read_text().splitlines()) == 5

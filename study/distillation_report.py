@@ -1,0 +1,189 @@
+"""Results page of a multi-stage (distillation) study from its committed run records.
+
+    python study/distillation_report.py --records docs/results/reactnet/run_records \\
+        --out_dir docs/results/reactnet --compare el_reactnet:reactnet_c,...
+
+Reads each run's `study.json`, `final_eval.json` and per-stage `<n>_<stage>_metrics.json`
+(what `study/reactnet_study.sh` commits) and writes `runs.csv` (one row per run),
+`results.md` (mean +- sample standard deviation of the test top-1 per recipe, every run,
+and each `--compare A:B` as the mean paired difference A - B over the seeds both have,
+with a t-based 95 % confidence interval; "A > B" or "A < B" only when the interval
+excludes 0) and `curves.png` (validation top-1 per epoch, stages one after another,
+one line per run). Every number is read from the records.
+"""
+
+import csv
+import glob
+import io
+import json
+import math
+import os
+import statistics
+import sys
+
+from absl import app, flags
+
+import el_larq  # noqa: F401  (Keras 2 before TensorFlow)
+from el_larq.io import write_atomic
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("records", None, "Folder of run records (<recipe>_s<seed>/).")
+flags.DEFINE_string("out_dir", None, "Where runs.csv, results.md and curves.png go.")
+flags.DEFINE_list("compare", [], "Paired comparisons A:B (recipe names).")
+flags.mark_flags_as_required(["records", "out_dir"])
+
+# Two-sided 95 % quantiles of Student's t for 1..10 degrees of freedom.
+_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228]
+
+
+def _load(path: str):
+    with open(path) as f:
+        return json.load(f)
+
+
+def collect(records: str) -> list[dict]:
+    """One entry per run record: recipe, seed, test top-1, wall time, per-stage curves."""
+    runs = []
+    for folder in sorted(glob.glob(os.path.join(records, "*_s*"))):
+        if not os.path.exists(os.path.join(folder, "final_eval.json")):
+            continue
+        meta = _load(os.path.join(folder, "study.json"))
+        stages = {
+            os.path.basename(path).removesuffix("_metrics.json"): _load(path)
+            for path in sorted(glob.glob(os.path.join(folder, "[0-9]_*_metrics.json")))
+        }
+        if not stages and os.path.exists(os.path.join(folder, "metrics.json")):
+            stages = {"run": _load(os.path.join(folder, "metrics.json"))}
+        runs.append(
+            {
+                "recipe": meta["recipe"],
+                "seed": meta["seed"],
+                "test_top1": _load(os.path.join(folder, "final_eval.json"))[0]["top1"],
+                "wall_seconds": meta["wall_seconds"],
+                "budget": meta["study_recipe"],
+                "stages": stages,
+            }
+        )
+    return runs
+
+
+def paired_difference(a: dict[int, float], b: dict[int, float]) -> tuple[float, float, int]:
+    """Mean of `a[s] - b[s]` over common seeds and the half-width of its 95 % t interval."""
+    seeds = sorted(set(a) & set(b))
+    diffs = [a[s] - b[s] for s in seeds]
+    if len(diffs) < 2:
+        return (diffs[0] if diffs else math.nan), math.inf, len(diffs)
+    half = _T975[min(len(diffs) - 2, len(_T975) - 1)] * statistics.stdev(diffs) / len(diffs) ** 0.5
+    return statistics.mean(diffs), half, len(diffs)
+
+
+def results_table(runs: list[dict]) -> str:
+    by_recipe: dict[str, list[dict]] = {}
+    for run in runs:
+        by_recipe.setdefault(run["recipe"], []).append(run)
+    lines = [
+        "| recipe | seeds | test top-1 mean ± sd (%) | per seed (%) | wall time per run (s) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for recipe, group in by_recipe.items():
+        tops = [100 * r["test_top1"] for r in group]
+        sd = f" ± {statistics.stdev(tops):.2f}" if len(tops) > 1 else ""
+        seeds = ", ".join(f"s{r['seed']}: {100 * r['test_top1']:.2f}" for r in group)
+        wall = statistics.mean(r["wall_seconds"] for r in group)
+        lines.append(
+            f"| {recipe} | {len(group)} | {statistics.mean(tops):.2f}{sd} | {seeds} | {wall:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def comparisons(runs: list[dict], pairs: list[str]) -> str:
+    top1 = {}
+    for run in runs:
+        top1.setdefault(run["recipe"], {})[run["seed"]] = 100 * run["test_top1"]
+    lines = [
+        "| comparison | seeds | mean difference (points) | 95 % CI | verdict |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for pair in pairs:
+        a, b = pair.split(":")
+        mean, half, n = paired_difference(top1.get(a, {}), top1.get(b, {}))
+        if n == 0:
+            lines.append(f"| {a} − {b} | 0 | – | – | no common seeds yet |")
+            continue
+        low, high = mean - half, mean + half
+        verdict = f"{a} > {b}" if low > 0 else f"{a} < {b}" if high < 0 else "undecided"
+        ci = f"[{low:+.2f}, {high:+.2f}]" if math.isfinite(half) else "– (one seed)"
+        lines.append(f"| {a} − {b} | {n} | {mean:+.2f} | {ci} | {verdict} |")
+    return "\n".join(lines)
+
+
+def plot_curves(runs: list[dict], path: str) -> bool:
+    """Validation top-1 per epoch, stages in sequence, a line per run; False without matplotlib."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        return False
+    figure = Figure(figsize=(8, 4.5))
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    colours = {}
+    for run in runs:
+        values = [row["val_top1"] for rows in run["stages"].values() for row in rows]
+        colour = colours.setdefault(run["recipe"], f"C{len(colours)}")
+        label = (
+            run["recipe"]
+            if run["seed"] == min(r["seed"] for r in runs if r["recipe"] == run["recipe"])
+            else None
+        )
+        axes.plot(range(1, len(values) + 1), [100 * v for v in values], color=colour, label=label)
+    axes.set_xlabel("epoch (stages in sequence)")
+    axes.set_ylabel("validation top-1 (%)")
+    axes.grid(alpha=0.3)
+    axes.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    return True
+
+
+def main(argv):
+    del argv
+    runs = collect(FLAGS.records)
+    if not runs:
+        sys.exit(f"distillation_report.py: error: no finished run records in {FLAGS.records}")
+    os.makedirs(FLAGS.out_dir, exist_ok=True)
+    text = io.StringIO()
+    writer = csv.DictWriter(
+        text, ["recipe", "seed", "test_top1", "wall_seconds"], extrasaction="ignore"
+    )
+    writer.writeheader()
+    writer.writerows(runs)
+    write_atomic(os.path.join(FLAGS.out_dir, "runs.csv"), text.getvalue().encode())
+    budgets: dict[str, list[str]] = {}
+    for run in runs:
+        recipes = budgets.setdefault(json.dumps(run["budget"], sort_keys=True), [])
+        if run["recipe"] not in recipes:
+            recipes.append(run["recipe"])
+    page = [
+        "<!-- written by study/distillation_report.py from run_records/; do not edit -->",
+        "## Test top-1 on Fashion-MNIST (10,000 test images, Keras)",
+        "",
+        results_table(runs),
+        "",
+        "## Paired comparisons (same seed; t-based 95 % confidence interval)",
+        "",
+        comparisons(runs, FLAGS.compare),
+        "",
+        "Budgets (train.py flags, each applied to every stage of a run):",
+        "",
+        *[f"* {', '.join(names)}: `{budget}`" for budget, names in budgets.items()],
+        "",
+    ]
+    write_atomic(os.path.join(FLAGS.out_dir, "results.md"), "\n".join(page).encode())
+    if not plot_curves(runs, os.path.join(FLAGS.out_dir, "curves.png")):
+        print("curves.png skipped: matplotlib is not installed (pip install el-larq[plot])")
+    print(f"{len(runs)} runs -> {FLAGS.out_dir}/results.md, runs.csv, curves.png")
+
+
+if __name__ == "__main__":
+    app.run(main)
