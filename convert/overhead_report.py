@@ -60,6 +60,7 @@ MODELS = {
     "mobilenet": ("MobileNet (float)", "mobilenet", {}, 70.6),
     "el_reactnet": ("EL-ReActNet", "el_reactnet", {}, 71.9),
     "reactnet_c": ("ReActNet-C", "reactnet_c", {}, 71.4),
+    "el_r2b_resnet50": ("EL†-ResNet50 (gating)", "el_r2b_resnet50", {}, 68.9),
 }
 INT8 = "EL-ResNet50 int8"
 QUICKNET_KEYS = {
@@ -79,6 +80,8 @@ GOALS = [
     (INT8, "EL-ResNet50", None),
     (INT8, "ResNet50 (float)", 0.60),
     ("EL-ReActNet", "ReActNet-C", 1.02),
+    # What Real-to-Binary's gating costs on top of EL (EL-dagger keeps K: gating_with_k).
+    ("EL†-ResNet50 (gating)", "EL-ResNet50", None),
 ]
 
 FLAGS = flags.FLAGS
