@@ -91,3 +91,23 @@ def test_multi_worker_strategy_with_two_workers(idx_dir, tmp_path):
     assert (out / "model.h5").exists() and (out / "metrics.json").exists()
     # Only the chief (worker 0) keeps outputs: no worker temp directories are left.
     assert not list(out.rglob("workertemp_*")) and not (out / "backup").exists()
+
+
+def test_distillation_under_mirrored_strategy(idx_dir, tmp_path):
+    # The teacher is loaded inside the strategy's scope and runs on every replica.
+    import el_larq  # noqa: F401
+    from el_larq.training import save_model_atomic
+    from el_larq.zoo import resnet18
+
+    teacher = str(tmp_path / "teacher.h5")
+    save_model_atomic(resnet18(input_shape=(28, 28, 1), num_classes=10, width=0.125), teacher)
+    out = tmp_path / "distilled"
+    command = tiny_command(idx_dir, out) + ["--strategy", "mirrored", "--logical_cpus", "2"]
+    command += ["--teacher", teacher, "--label_weight", "0.5", "--weight_decay", "1e-4"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    row = json.loads((out / "metrics.json").read_text())[-1]
+    for key in ("loss", "label_loss", "distribution_loss", "val_loss", "val_top1"):
+        assert key in row and row[key] == row[key], key  # present and not NaN
+    assert row["loss"] > 0.5 * row["label_loss"]
+    assert (out / "model.h5").exists()
