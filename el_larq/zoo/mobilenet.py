@@ -74,6 +74,9 @@ def _mobilenet(
                 name=f"block{index}_pointwise",
                 **unit,
             )
+            # Named block outputs, the same in the binary nets and the float twin, so
+            # that attention matching maps a student's blocks to its teacher's.
+            x = tf.keras.layers.Activation("linear", name=f"block{index}_out")(x)
         return x
 
     return application(name, body, **model_args)

@@ -16,8 +16,9 @@ weights are the same for every setting, so each stage loads the previous one's.
   conv, so that `el_r2b_*` and `r2b_*` differ only in the reduce and expand links.
 * `el_r2b_resnet18/26/34/50`, `el_r2b_mobilenet`: EL-dagger.
 
-Every block's output is the layer `stage{s}_block{b}_out`, as in the float twins
-`resnet18/26/34/50`, so attention matching can map a student to its teacher by block.
+Every block's output is the layer `stage{s}_block{b}_out` (`block{i}_out` in MobileNet),
+as in the float twins `resnet18/26/34/50` and `mobilenet`, so attention matching can map a
+student to its teacher by block.
 """
 
 from __future__ import annotations
