@@ -33,7 +33,7 @@ from el_larq.real_to_binary import ChannelGating, LearnedRescale, stage_conv_kwa
 
 # Modules, not names: the builders' `stem` argument would shadow `_common.stem`.
 from el_larq.zoo import _common, resnet
-from el_larq.zoo.mobilenet import _mobilenet
+from el_larq.zoo.mobilenet import _build as _build_mobilenet
 
 __all__ = [
     "el_r2b_mobilenet",
@@ -71,11 +71,6 @@ def _half_block(x: tf.Tensor, filters: int, strides: int, opts: dict, name: str)
         y = LearnedRescale(name=f"{name}_rescale")(y)
     y = tf.keras.layers.PReLU(shared_axes=[1, 2], name=f"{name}_prelu")(y)
     return tf.keras.layers.Add(name=f"{name}_add")([y, skip])
-
-
-def _model_args(args: dict) -> dict:
-    model_args, _ = _common.split_model_args(dict(args))
-    return model_args
 
 
 def r2b_resnet18(
@@ -130,7 +125,7 @@ def r2b_resnet18(
         ```
     """
     if scaling not in SCALINGS:
-        raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}.")
+        raise ValueError(f"r2b_resnet18(): scaling must be one of {SCALINGS}, got {scaling!r}.")
     opts = dict(
         scaling=scaling,
         gating_reduction=gating_reduction,
@@ -152,7 +147,9 @@ def r2b_resnet18(
                 x = tf.keras.layers.Activation("linear", name=f"{name}_out")(x)
         return x
 
-    return _common.application("r2b_resnet18", body, head_activation=None, **_model_args(locals()))
+    return _common.application(
+        "r2b_resnet18", body, head_activation=None, **_common.model_args(locals())
+    )
 
 
 _GATING_WITH_K_DOC = """How gating and XNOR-Net's K (on each block's reduce conv) combine is
@@ -165,18 +162,15 @@ _GATING_WITH_K_DOC = """How gating and XNOR-Net's K (on each block's reduce conv
 
 
 def _bottleneck(depth: int, name: str, defaults: dict, args: dict) -> tf.keras.Model:
-    switches = {key: args[key] for key in _R2B_SWITCHES if key in args}
-    opts = resnet._bottleneck_opts(**defaults, gating=True, **switches)
-    return resnet._resnet(depth, True, name, _model_args(args), **opts)
+    """The zoo's bottleneck ResNet with gating, from a public builder's `locals()`."""
+    return resnet._bottleneck(depth, name, {**args, **defaults, "gating": True})
 
 
 def _basic(depth: int, name: str, args: dict) -> tf.keras.Model:
-    switches = {key: args[key] for key in _R2B_SWITCHES if key in args}
-    opts = dict(binary=True, weight_scaling=False, conv_kwargs=None, gating=True, **switches)
-    return resnet._resnet(depth, False, name, _model_args(args), **opts)
+    """The zoo's basic-block ResNet with gating, from a public builder's `locals()`."""
+    return resnet._basic(depth, name, {**args, "gating": True})
 
 
-_R2B_SWITCHES = ("gating_reduction", "gating_with_k", "binary_weights", "soft_activations")
 _ARGS_DOC = """
     # Arguments
         input_shape, input_tensor, include_top, weights, num_classes, width, stem,
@@ -335,9 +329,7 @@ def el_r2b_mobilenet(
     binary_weights: bool = True,
     soft_activations: bool = False,
 ) -> tf.keras.Model:
-    args = locals()
-    switches = {key: args[key] for key in _R2B_SWITCHES if key in args}
-    return _mobilenet("el_r2b_mobilenet", _model_args(args), gating=True, **switches)
+    return _build_mobilenet("el_r2b_mobilenet", {**locals(), "gating": True})
 
 
 def _document(builder: Any, summary: str, k_switch: bool) -> None:
