@@ -39,6 +39,11 @@ Full-precision twins (`resnet18`, ..., `mobilenet`) are the same stacks with
 ReActNet (`reactnet.py`): ReActNet-A and -C and EL-ReActNet, ReActNet-C with
 Elastic-Link in its reduction blocks (the paper's 71.9 %); RSign and RPReLU from
 `el_larq.reactnet`, a 3x3/2 stem without activation and no ReLU before the pool.
+
+Real-to-Binary (`real_to_binary.py`): the Real-to-Binary net (`r2b_resnet18`), its
+gating on the Bi-Real bottleneck nets (`r2b_resnet26/50`) and EL-dagger, the EL nets with
+gating on every binary conv (`el_r2b_*`, Table 3's best rows); layers from
+`el_larq.real_to_binary`.
 """
 
 from __future__ import annotations
