@@ -281,7 +281,7 @@ def test_spatial_rescale_is_folded_wrongly_by_lce():
         lce.testing.Interpreter(flatbuffer, num_threads=1)
 
 
-def test_census_lists_gating_dense_layers_as_float_and_the_bconv_as_accelerated():
+def test_census_counts_the_gating_ops_and_every_bconv_accelerated():
     inputs = tf.keras.Input((8, 8, 32))
     x = el_conv(inputs, 64, 1, gating=True, name="a")
     model = as_if_trained(tf.keras.Model(inputs, el_conv(x, 64, 3, gating=True, name="b")))
