@@ -40,6 +40,9 @@ def test_batched_outputs_equal_one_by_one(trained):
     actual = batched.predict(x)  # 8 + 8 + a padded 5
     assert batched.batched, batched.reason
     assert not one.batched and one.reason == "batch size 1"
+    short = batching.BatchPredictor(flatbuffer, batch_size=8)
+    np.testing.assert_array_equal(short.predict(x[:3]), expected[:3])  # checked, padded
+    assert short.batched
     assert actual.shape == expected.shape == (21, 10)
     np.testing.assert_array_equal(actual, expected)
 
@@ -108,8 +111,10 @@ def test_a_model_with_a_fixed_batch_falls_back_to_one_by_one():
     flatbuffer, _ = convert(model)
     x = np.random.default_rng(1).uniform(-1, 1, (10, 6)).astype(np.float32)
     predictor = batching.BatchPredictor(flatbuffer, batch_size=4)
-    actual = predictor.predict(x)
-    assert not predictor.batched and "differ from one-by-one" in predictor.reason
+    first = predictor.predict(x[:1])  # a short first call is checked too (padded)
+    assert not predictor.batched  # its rows 2-4 were not the images'
+    assert predictor.reason.startswith("batched outputs differ from one-by-one (")
+    actual = np.concatenate([first, predictor.predict(x[1:])])
     one_by_one = batching.BatchPredictor(flatbuffer, batch_size=1).predict(x)
     np.testing.assert_array_equal(actual, one_by_one)
 

@@ -108,11 +108,15 @@ def with_batch_size(flatbuffer: bytes, batch_size: int) -> bytes:
     return bytes(builder.Output())
 
 
+class _BatchMismatch(Exception):
+    """The batched copy does not give one output row per input."""
+
+
 class BatchPredictor:
     """Outputs of a single-input, single-output `.tflite`, `batch_size` images per call.
 
-    The first full batch is also run one image at a time; unless the outputs are
-    identical, or the batched copy cannot be built, every call runs one image at a time
+    The first batch is also run one image at a time; unless the outputs are identical,
+    or the batched copy cannot be built, every call runs one image at a time
     (`batched` tells which, `reason` why not). A last, partial batch is padded with
     zeros and the padding's outputs dropped.
 
@@ -170,7 +174,21 @@ class BatchPredictor:
         if n < self.batch_size:
             x = np.concatenate([x, np.zeros((self.batch_size - n, *x.shape[1:]), x.dtype)])
         (outputs,) = self._interpreter.interpreter.predict([x])
-        return np.asarray(outputs)[:n]
+        outputs = np.asarray(outputs)
+        if len(outputs) != self.batch_size:  # a graph that fixes its batch elsewhere
+            raise _BatchMismatch(f"{len(outputs)} output rows per {self.batch_size} inputs")
+        return outputs[:n]
+
+    def _check_batch(self, head: np.ndarray) -> np.ndarray:
+        """`head` filled up to a full batch with other inputs of its range: every row of
+        the check must differ, or a graph that mixes or drops rows could pass it."""
+        missing = self.batch_size - len(head)
+        if missing <= 0:
+            return head
+        rng = np.random.default_rng(0)
+        low, high = float(head.min()), float(head.max())
+        extra = rng.uniform(low, high if high > low else low + 1, (missing, *head.shape[1:]))
+        return np.concatenate([head, extra.astype(head.dtype)])
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Outputs for a batch of inputs `(n, *input_shape)`, any `n`.
@@ -181,16 +199,17 @@ class BatchPredictor:
         x = np.asarray(x, dtype=self.single.input_types[0])
         if not self.batched or len(x) == 0:
             return self._one_by_one(x)
-        if not self._checked and len(x) >= self.batch_size:
-            head = x[: self.batch_size]
-            expected, actual = self._one_by_one(head), self._call(head)
+        if not self._checked:  # the first call's first batch, filled up if short
+            head = self._check_batch(x[: self.batch_size])
+            expected, detail = self._one_by_one(head), ""
+            try:
+                actual = self._call(head)
+                if not np.array_equal(expected, actual):
+                    detail = f"max |diff| {float(np.max(np.abs(expected - actual))):.3g}"
+            except _BatchMismatch as error:
+                detail = str(error)
             self._checked = True
-            if not np.array_equal(expected, actual):
-                detail = (
-                    f"max |diff| {float(np.max(np.abs(expected - actual))):.3g}"
-                    if expected.shape == actual.shape
-                    else f"shape {actual.shape} instead of {expected.shape}"
-                )
+            if detail:
                 self.batched = False
                 self.reason = f"batched outputs differ from one-by-one ({detail})"
                 return self._one_by_one(x)
