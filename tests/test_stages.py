@@ -193,3 +193,36 @@ def test_attention_pairs_of_every_stage_recipe_resolve(name, tmp_path):
         )  # fmt: skip
 
     assert len(check_pairs(build(student), build(teacher), student.attention_pairs)) >= 8
+
+
+def test_real_to_binary_stages_killed_in_the_last_stage_resume_it(setup, tmp_path):
+    # The shipped el_r2b_resnet18 recipe without its binary-activations stage (teacher, soft
+    # with attention matching, binary from soft), one epoch per stage, two in the last,
+    # killed inside that.
+    data, _ = setup
+    recipe = recipes.load_recipe("el_r2b_resnet18")
+    teacher, soft, _, binary = recipe["stages"]
+    binary = {**binary, "init_from": "soft", "teacher": "soft"}
+    binary["training"] = {**binary["training"], "epochs": 2}
+    recipe["stages"] = [teacher, soft, binary]
+    recipe["training"] = {**recipe["training"], "epochs": 1}
+    env = _recipes(tmp_path, recipe)
+    out = tmp_path / "run"
+    command = ["--recipe", "el_r2b_resnet18", "--data_dir", data, "--output_dir", str(out), *TINY]
+    killed = run(command, {**env, training.loop.KILL_HOOK_ENV: "step:2.1"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    names = ["1_teacher", "2_soft", "3_binary"]
+    done = [(out / name / "model.h5").exists() for name in names]
+    assert done == [True, True, False]
+    stamps = [(out / name / "model.h5").stat().st_mtime_ns for name in names[:2]]
+    resumed = run(command, env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed.stdout.count("finished before, skipped") == 2
+    assert stamps == [(out / name / "model.h5").stat().st_mtime_ns for name in names[:2]]
+    soft = json.loads((out / "2_soft" / "metrics.json").read_text())[-1]
+    assert soft["attention_loss"] > 0 and soft["distribution_loss"] > 0
+    last = json.loads((out / "3_binary" / "metrics.json").read_text())
+    assert [row["epoch"] for row in last] == [1, 2] and "attention_loss" not in last[-1]
+    config = json.loads((out / "3_binary" / "config.json").read_text())
+    assert config["teacher"].endswith("2_soft/model.h5")
+    assert config["init_from"].endswith("2_soft/model.h5")
