@@ -58,7 +58,7 @@ smoke_oldest() {
   oldest_constraints "$venv/bin/python" > "$venv/oldest-constraints.txt"
   echo "==> installing the oldest declared versions into $venv:" $(cat "$venv/oldest-constraints.txt")
   "$venv/bin/python" -m pip install -q --upgrade pip
-  "$venv/bin/python" -m pip install -q -c "$venv/oldest-constraints.txt" -e ".[test]"
+  "$venv/bin/python" -m pip install -q -c "$venv/oldest-constraints.txt" -e ".[test,plot]"
   "$venv/bin/python" -m pip list 2>/dev/null | grep -iE "^(tensorflow|tf.keras|larq|larq.compute.engine|numpy|keras) "
   exec "$venv/bin/python" -m pytest -n 0 -m smoke "$@"
 }
