@@ -1,0 +1,284 @@
+"""el_larq.elasticize: any functional / Sequential Keras CNN -> binarized Elastic-Link network."""
+
+import collections
+
+import larq as lq
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from el_larq.deploy.census import census
+from el_larq.deploy.conversion import convert
+from el_larq.deploy.kinds import layer_kind
+from el_larq.deploy.loading import load_model
+from el_larq.deploy.pipeline import convert_model_file
+from el_larq.deploy.profile import as_if_trained
+from el_larq.elasticize import ElasticizeError, elasticize
+from el_larq.layers import BinaryConv2D, BinaryDepthwiseConv2D, ElasticLink
+from el_larq.summary import model_summary
+from el_larq.zoo import el_resnet26, resnet26
+
+L = tf.keras.layers
+SHAPE = (32, 32, 3)
+
+
+def user_cnn() -> tf.keras.Model:
+    """A user-style Sequential CNN: convs with built-in ReLUs, a conv + BN + ReLU, Dense."""
+    return tf.keras.Sequential(
+        [
+            tf.keras.Input(SHAPE),
+            L.Conv2D(16, 3, padding="same", activation="relu", name="conv1"),
+            L.Conv2D(32, 3, padding="same", activation="relu", name="conv2"),
+            L.MaxPooling2D(name="pool"),
+            L.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="conv3"),
+            L.BatchNormalization(name="bn"),
+            L.ReLU(name="relu"),
+            L.Conv2D(64, 1, padding="same", name="conv4"),
+            L.GlobalAveragePooling2D(name="pool_all"),
+            L.Dense(10, activation="softmax", name="dense"),
+        ],
+        name="user_cnn",
+    )
+
+
+def mobilenet_v2() -> tf.keras.Model:
+    return tf.keras.applications.MobileNetV2(
+        weights=None, input_shape=SHAPE, alpha=0.35, classes=10
+    )
+
+
+def links(model: tf.keras.Model) -> list[ElasticLink]:
+    return [layer for layer in model.layers if isinstance(layer, ElasticLink)]
+
+
+def test_user_cnn_report_and_structure():
+    float_model = user_cnn()
+    binary, report = elasticize(float_model)
+    actions = {row.name: row.action for row in report.rows}
+    first, second, third, fourth = "conv1", "conv2", "conv3", "conv4"
+    assert actions[first] == "kept float" and actions["dense"] == "kept float"
+    assert report.binarized() == [second, third, fourth]
+    assert actions["bn"] == "absorbed"  # reused after the strided conv
+    by_name = {row.name: row for row in report.rows}
+    assert (by_name[second].link, by_name[second].gamma) == ("expand", 2.0)  # 16 -> 32
+    assert (by_name[third].link, by_name[third].gamma) == ("identity", None)
+    assert (by_name[fourth].link, by_name[fourth].gamma) == ("expand", 2.0)  # 32 -> 64
+    assert binary.get_layer(third).strides == (2, 2)
+    assert binary.get_layer(f"{third}_el").strides == 2  # the max-pooled link
+    assert [layer_kind(layer) for layer in binary.layers].count("binary") == 3
+    table = str(report)
+    assert table.splitlines()[0].split()[:3] == ["layer", "type", "action"]
+    assert all(row.name in table for row in report.rows)
+    assert binary.output_shape == float_model.output_shape
+
+
+def test_after_a_relu_the_signs_are_not_all_plus_one():
+    float_model = user_cnn()
+    binary, _ = elasticize(float_model)
+    conv = [layer for layer in binary.layers if isinstance(layer, BinaryConv2D)][0]
+    before_sign = tf.keras.Model(binary.input, conv.input)
+    relu_output = tf.keras.Model(binary.input, binary.get_layer("conv1").output)
+    images = np.random.default_rng(0).normal(size=(8, *SHAPE)).astype("float32")
+    # The float model's sign input would be the ReLU's output: every bit +1 (sign(0) = +1).
+    assert (lq.quantizers.ste_sign(relu_output(images)).numpy() == 1).all()
+    signs = lq.quantizers.ste_sign(before_sign(images, training=True)).numpy()
+    assert 0.2 < (signs == 1).mean() < 0.8
+
+
+@pytest.mark.parametrize("build", [user_cnn, mobilenet_v2], ids=["sequential", "MobileNetV2"])
+def test_trains_round_trips_and_converts(build, tmp_path):
+    binary, report = elasticize(build())
+    binary.compile("adam", "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(4, *SHAPE)).astype("float32")
+    loss = binary.train_on_batch(images, rng.integers(0, 10, 4))
+    assert np.isfinite(loss)
+    path = tmp_path / "model.h5"
+    binary.save(path)
+    loaded = load_model(path)
+    np.testing.assert_allclose(loaded.predict(images, verbose=0), binary.predict(images, verbose=0))
+    conversion = convert_model_file(path, tmp_path / "model.tflite", strict=True, samples=4)
+    binary_convs = [layer.name for layer in binary.layers if layer_kind(layer) == "binary"]
+    assert sorted(conversion.census.accelerated) == sorted(binary_convs)
+    assert not conversion.census.fallback
+    assert len(binary_convs) == sum(
+        row.action == "binarized" and row.layer_type == "Conv2D" for row in report.rows
+    )
+
+
+def test_copy_weights_latent_kernels_and_bias_absorbed():
+    float_model = user_cnn()
+    for layer in float_model.layers:  # as if trained: non-trivial statistics and biases
+        rng = np.random.default_rng(1)
+        layer.set_weights([rng.normal(size=w.shape) for w in layer.get_weights()])
+    bn = float_model.get_layer("bn")
+    bn.moving_variance.assign(np.full(32, 2.0))
+    binary, _ = elasticize(float_model)
+    second, third, fourth = (float_model.get_layer(f"conv{i}") for i in (2, 3, 4))
+    for layer in (second, third, fourth):
+        latent = binary.get_layer(layer.name).kernel.numpy()
+        np.testing.assert_array_equal(latent, layer.kernel.numpy())
+    # A conv bias goes into the inserted BatchNorm's beta ...
+    inserted = binary.get_layer(f"{second.name}_bn")
+    np.testing.assert_allclose(inserted.beta.numpy(), second.bias.numpy())
+    # ... the reused BatchNorm keeps its statistics (the strided conv has no bias) ...
+    np.testing.assert_allclose(
+        binary.get_layer(bn.name).moving_mean.numpy(), bn.moving_mean.numpy()
+    )
+    # ... and a float layer keeps its weights.
+    dense = float_model.get_layer("dense")
+    np.testing.assert_array_equal(binary.get_layer("dense").kernel.numpy(), dense.kernel.numpy())
+    fresh, _ = elasticize(float_model, copy_weights=False)
+    assert not np.array_equal(fresh.get_layer(second.name).kernel.numpy(), second.kernel.numpy())
+
+
+def test_bias_into_a_reused_batchnorm_keeps_the_inference_output():
+    inputs = tf.keras.Input((8, 8, 16))
+    x = L.Conv2D(16, 3, padding="same", name="stem")(inputs)
+    x = L.Conv2D(16, 3, padding="same", use_bias=True, name="conv")(x)
+    x = L.BatchNormalization(name="bn")(x)
+    x = L.Conv2D(4, 1, name="head")(x)
+    float_model = tf.keras.Model(inputs, x)
+    rng = np.random.default_rng(2)
+    float_model.get_layer("conv").bias.assign(rng.normal(size=16))
+    float_model.get_layer("bn").moving_mean.assign(rng.normal(size=16))
+    binary, _ = elasticize(float_model)
+    conv, bn = binary.get_layer("conv"), binary.get_layer("bn")
+    x = rng.normal(size=(2, 8, 8, 16)).astype("float32")
+    pre_bias = conv(x) + float_model.get_layer("conv").bias
+    expected = float_model.get_layer("bn")(pre_bias, training=False)
+    np.testing.assert_allclose(bn(conv(x), training=False), expected, rtol=1e-5, atol=1e-5)
+
+
+def cases_model() -> tf.keras.Model:
+    """One conv of every special kind, each after a float stem."""
+    inputs = tf.keras.Input((16, 16, 32))
+    x = L.Conv2D(32, 3, padding="same", name="stem")(inputs)
+    x = L.SeparableConv2D(64, 3, padding="same", name="separable")(x)
+    x = L.Conv2D(64, 3, padding="same", dilation_rate=2, name="dilated")(x)
+    x = L.Conv2D(64, 3, padding="same", groups=2, name="grouped")(x)
+    x = L.ZeroPadding2D(((0, 1), (0, 1)), name="pad")(x)
+    x = L.Conv2D(64, 3, strides=2, padding="valid", name="padded_valid")(x)
+    x = L.Conv2D(32, 1, padding="valid", name="pointwise_valid")(x)
+    x = L.DepthwiseConv2D(3, padding="same", depth_multiplier=2, name="depthwise")(x)
+    x = L.Conv2D(64, 3, padding="valid", name="valid")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    return tf.keras.Model(inputs, L.Dense(10, name="classifier")(x))
+
+
+def test_each_special_conv_has_its_defined_rewrite():
+    float_model = cases_model()
+    binary, report = elasticize(float_model)
+    rows = {row.name: row for row in report.rows}
+    # SeparableConv2D: binary depthwise (identity link) + binary pointwise (expand 32 -> 64).
+    assert rows["separable"].link == "identity+expand"
+    assert isinstance(binary.get_layer("separable_depthwise"), BinaryDepthwiseConv2D)
+    assert isinstance(binary.get_layer("separable"), BinaryConv2D)
+    assert binary.get_layer("separable").kernel_size == (1, 1)
+    # Dilated: binarized with an identity link.
+    assert rows["dilated"].action == "binarized" and rows["dilated"].link == "identity"
+    assert binary.get_layer("dilated").dilation_rate == (2, 2)
+    # Grouped: kept float.
+    assert rows["grouped"].action == "kept float" and "grouped" in rows["grouped"].reason
+    # ZeroPadding2D + "valid" = "same": folded, strided max-pooled link from the unpadded input.
+    assert rows["padded_valid"].action == "binarized" and rows["pad"].action == "absorbed"
+    assert binary.get_layer("padded_valid").padding == "same"
+    assert binary.get_layer("padded_valid_el").strides == 2
+    assert "pad" not in [layer.name for layer in binary.layers]
+    # A 1x1 "valid" conv is a "same" one; a k x k "valid" conv shrinks: kept float.
+    assert (
+        rows["pointwise_valid"].action == "binarized" and rows["pointwise_valid"].link == "squeeze"
+    )
+    assert rows["valid"].action == "kept float" and "'valid' padding" in rows["valid"].reason
+    # Depthwise with a depth multiplier: an expand link.
+    assert rows["depthwise"].link == "expand"
+    assert rows["classifier"].action == "kept float"
+    assert binary.output_shape == float_model.output_shape
+    flatbuffer, messages = convert(as_if_trained(binary))
+    result = census(binary, flatbuffer, messages)
+    assert sorted(result.accelerated) == ["dilated", "padded_valid", "pointwise_valid", "separable"]
+    assert not result.fallback
+
+
+def test_keep_float_elastic_link_and_activation_scaling_options():
+    float_model = cases_model()
+    binary, report = elasticize(
+        float_model,
+        keep_float=["dilated"],
+        elastic_link=False,
+        activation_scaling=["pointwise_valid"],
+        gamma_trainable=False,
+    )
+    assert {row.name: row.reason for row in report.rows}["dilated"] == "named in keep_float"
+    assert not links(binary)
+    assert all(row.link in ("", "none") for row in report.rows)
+    assert binary.get_layer("pointwise_valid").activation_scaling
+    assert not binary.get_layer("padded_valid").activation_scaling
+    frozen, _ = elasticize(float_model, gamma_trainable=False)
+    assert all(link.gamma is None or not link.gamma.trainable for link in links(frozen))
+
+
+def test_resnet26_elasticized_has_el_resnet26_structure():
+    kwargs = dict(input_shape=SHAPE, num_classes=10, width=0.25)
+    # The two choices of the zoo's EL-ResNet26 that elasticize cannot infer: the
+    # Bi-Real downsample shortcut stays float, K sits on the reduce convs only.
+    binary, _ = elasticize(
+        resnet26(**kwargs),
+        keep_float=lambda layer: layer.name.endswith("_down_conv"),
+        activation_scaling=lambda layer: layer.name.endswith("_reduce_conv"),
+    )
+    zoo = el_resnet26(**kwargs)
+    fields = ("binary_convs", "binary_depthwise_convs", "float_convs", "el_modules", "gammas")
+    assert {k: model_summary(binary)[k] for k in fields} == {
+        k: model_summary(zoo)[k] for k in fields
+    }
+
+    def signature(model):
+        return collections.Counter(
+            (link.kind, link.strides, link.groups, link.gamma is not None) for link in links(model)
+        ), sum(getattr(layer, "activation_scaling", False) for layer in model.layers)
+
+    assert signature(binary) == signature(zoo)
+
+
+@pytest.mark.parametrize(
+    "application", ["ResNet50V2", "MobileNet", "DenseNet121", "EfficientNetB0"]
+)
+def test_keras_applications_elasticize_and_convert(application):
+    kwargs = dict(weights=None, input_shape=SHAPE, classes=10)
+    if application == "MobileNet":
+        kwargs["alpha"] = 0.25
+    float_model = getattr(tf.keras.applications, application)(**kwargs)
+    binary, report = elasticize(float_model)
+    kept = [row.name for row in report.rows if row.action == "kept float"]
+    assert len(kept) == 2  # the stem conv and the classifier
+    assert binary.output_shape == float_model.output_shape
+    flatbuffer, messages = convert(as_if_trained(binary))
+    result = census(binary, flatbuffer, messages)
+    assert len(result.accelerated) == sum(isinstance(x, BinaryConv2D) for x in binary.layers) > 10
+    assert not result.fallback
+
+
+class Subclassed(tf.keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.conv = L.Conv2D(8, 3)
+
+    def call(self, inputs):
+        return self.conv(inputs)
+
+
+def test_bad_inputs_are_one_line_errors():
+    model = Subclassed()
+    model(np.zeros((1, *SHAPE), "float32"))
+    with pytest.raises(ElasticizeError, match="subclassed model"):
+        elasticize(model)
+    with pytest.raises(ElasticizeError, match=r"keep_float names \['nope'\]"):
+        elasticize(user_cnn(), keep_float=["nope"])
+    inner = tf.keras.Sequential([tf.keras.Input((8, 8, 8)), L.Conv2D(8, 3)], name="inner")
+    inputs = tf.keras.Input((8, 8, 8))
+    with pytest.raises(ElasticizeError, match="'inner' is a nested model"):
+        elasticize(tf.keras.Model(inputs, inner(inputs)))
+    with pytest.raises(ElasticizeError, match="expects a tf.keras.Model"):
+        elasticize(L.Conv2D(8, 3))
+    assert issubclass(ElasticizeError, ValueError)
