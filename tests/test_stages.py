@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import tensorflow as tf
 from helpers import make_idx_dataset
 
 from el_larq import recipes, training
@@ -226,3 +227,20 @@ def test_real_to_binary_stages_killed_in_the_last_stage_resume_it(setup, tmp_pat
     config = json.loads((out / "3_binary" / "config.json").read_text())
     assert config["teacher"].endswith("2_soft/model.h5")
     assert config["init_from"].endswith("2_soft/model.h5")
+
+
+def test_teacher_with_stored_code_is_refused_before_anything_runs(setup, tmp_path):
+    # A Lambda layer stores Python code: a teacher is loaded with the deployment safety rules.
+    data, _ = setup
+    inputs = tf.keras.Input((16, 16, 1))
+    x = tf.keras.layers.Lambda(lambda t: t * 2.0)(inputs)
+    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    teacher = tmp_path / "lambda.h5"
+    save_model_atomic(tf.keras.Model(inputs, tf.keras.layers.Dense(10)(x)), str(teacher))
+    out = tmp_path / "run"
+    command = ["--model", "el_resnet18", "--teacher", str(teacher), "--data_dir", data]
+    result = run([*command, "--output_dir", str(out), *TINY], os.environ)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"train.py: error: --teacher: {teacher}") and "Lambda" in line, line
+    assert not out.exists()
