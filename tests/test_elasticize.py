@@ -1,12 +1,15 @@
 """el_larq.elasticize: any functional / Sequential Keras CNN -> binarized Elastic-Link network."""
 
 import collections
+import dataclasses
 
 import larq as lq
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import make_idx_dataset
 
+from el_larq import training
 from el_larq.deploy.census import census
 from el_larq.deploy.conversion import convert
 from el_larq.deploy.kinds import layer_kind
@@ -282,3 +285,32 @@ def test_bad_inputs_are_one_line_errors():
     with pytest.raises(ElasticizeError, match="expects a tf.keras.Model"):
         elasticize(L.Conv2D(8, 3))
     assert issubclass(ElasticizeError, ValueError)
+
+
+def test_training_an_elasticized_keras_application(tmp_path):
+    data_dir = make_idx_dataset(tmp_path / "data", train=16, test=8, size=32)
+    config = training.resolve_config(
+        {"output_dir": str(tmp_path / "run"), "data_dir": data_dir, "epochs": 1},
+        model="keras:MobileNetV2",
+    )
+    config = dataclasses.replace(
+        config, elasticize=True, width=0.35, batch_size=8, steps_per_epoch=1, verbose=0
+    )
+    metrics = training.train(config)
+    assert np.isfinite(metrics["loss"])
+    trained = load_model(tmp_path / "run" / "model.h5")
+    assert sum(isinstance(layer, BinaryConv2D) for layer in trained.layers) == 34
+    assert links(trained)
+
+
+@pytest.mark.parametrize(
+    ("model", "elasticize_", "message"),
+    [
+        ("keras:NoSuchNet", False, "tf.keras.applications has no builder 'NoSuchNet'"),
+        ("el_resnet26", True, "--elasticize binarizes a keras: model"),
+    ],
+)
+def test_training_config_errors(tmp_path, model, elasticize_, message):
+    overrides = {"output_dir": str(tmp_path), "elasticize": elasticize_}
+    with pytest.raises(training.ConfigError, match=message):
+        training.resolve_config(overrides, model=model)

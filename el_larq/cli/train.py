@@ -1,6 +1,8 @@
 """Train an el-larq zoo model with the paper's recipe.
 
     el-larq train --model el_resnet26 --width 0.25 --epochs 2 --output_dir runs/fmnist
+    el-larq train --model keras:MobileNetV2 --elasticize --width 0.35 --image_size 32 \\
+        --output_dir runs/mobilenetv2_el
     el-larq train --recipe el_resnet26 --dataset imagenet2012 --data_dir ~/tfds \\
         --strategy mirrored --output_dir runs/imagenet
     el-larq train --recipe reactnet_a --teacher runs/teacher/model.h5 --output_dir runs/ra
@@ -25,7 +27,10 @@ from el_larq.cli import flag_groups, run_tool
 # The name in messages: `train.py` (the script), `el-larq train` (the command).
 PROG = "train.py"
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", None, "Zoo model name, e.g. el_resnet26 (default el_resnet26).")
+flags.DEFINE_string(
+    "model", None, "Zoo model name, e.g. el_resnet26 (default), or keras:<Application>."
+)
+flags.DEFINE_bool("elasticize", False, "Binarize a keras: model with Elastic-Link first.")
 flags.DEFINE_string("recipe", None, "Recipe name (el-larq recipes); explicit flags win.")
 flag_groups.define_dataset_flags()
 flags.DEFINE_bool("download", True, "Let TFDS download a missing dataset (--nodownload: never).")
@@ -70,7 +75,7 @@ def _overrides() -> dict:
         "epochs", "batch_size", "learning_rate", "lr_schedule", "lr_decay_factor", "width",
         "seed", "strategy", "steps_per_epoch", "validation_steps", "backup_steps", "jit_compile",
         "verbose", "overwrite", "teacher", "temperature", "distribution_weight", "label_weight",
-        "weight_decay", "init_from",
+        "weight_decay", "init_from", "elasticize",
     ]  # fmt: skip
     values = {name: FLAGS[name].value for name in names}
     try:

@@ -35,13 +35,21 @@ USER_ERRORS = (
 )
 
 
+# `--model keras:MobileNetV2`: a tf.keras.applications builder instead of a zoo model.
+KERAS_PREFIX = "keras:"
+
+
 @dataclasses.dataclass
 class TrainConfig:
     """Everything that defines a training run (what `config.json` records).
 
     # Attributes
         output_dir: Directory for all outputs (created).
-        model: Zoo model name (`el_larq.zoo.MODELS`).
+        model: Zoo model name (`el_larq.zoo.MODELS`), or `keras:<Name>` for a
+            `tf.keras.applications` builder (built with `weights=None`; `width` is its
+            `alpha`).
+        elasticize: Binarize a `keras:` model with `el_larq.elasticize.elasticize`
+            (default options) before training.
         model_kwargs: Extra keyword arguments of the zoo builder.
         recipe: Name of the recipe (`el_larq.recipes`) the values came from, if any.
         dataset: `fashion_mnist`, `imagenet2012` or any TFDS image dataset.
@@ -114,6 +122,7 @@ class TrainConfig:
     attention_pairs: dict[str, str] | str = dataclasses.field(default_factory=dict)
     weight_decay: float = 0.0
     init_from: str | None = None
+    elasticize: bool = False
 
     @property
     def wrapped(self) -> bool:
@@ -197,12 +206,30 @@ def _recipe_values(recipe: str | dict[str, Any], dataset: str) -> dict[str, Any]
 def _check_model(name: str) -> None:
     from el_larq import zoo
 
+    if name.startswith(KERAS_PREFIX):
+        import tensorflow as tf
+
+        application = name[len(KERAS_PREFIX) :]
+        if not (
+            application[:1].isupper()
+            and callable(getattr(tf.keras.applications, application, None))
+        ):
+            raise ConfigError(
+                f"unknown model {name!r}: tf.keras.applications has no builder {application!r} "
+                "(e.g. keras:MobileNetV2)."
+            )
+        return
     if name not in zoo.MODELS:
         raise ConfigError(f"unknown model {name!r}; valid: {', '.join(sorted(zoo.MODELS))}.")
 
 
 def _check_config(config: TrainConfig) -> None:
     _check_model(config.model)
+    if config.elasticize and not config.model.startswith(KERAS_PREFIX):
+        raise ConfigError(
+            "--elasticize binarizes a keras: model (e.g. --model keras:MobileNetV2); "
+            f"zoo model {config.model!r} is built binary already."
+        )
     if not config.output_dir:
         raise ConfigError("--output_dir must not be empty.")
     for name in ("learning_rate", "width", "lr_decay_factor", "temperature", "weight_decay"):
