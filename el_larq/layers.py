@@ -378,6 +378,7 @@ def el_conv(
     weight_scaling: bool = False,
     gamma_trainable: bool = True,
     link_pool: str = "max",
+    gamma_on: str = "squeeze_expand",
     branch_activation: str | None = None,
     activation: str | None = None,
     input_norm: bool = False,
@@ -411,6 +412,8 @@ def el_conv(
         weight_scaling: XNOR-Net's alpha on the binary kernel.
         gamma_trainable: Learn gamma (True) or keep it at its initial value.
         link_pool: Pooling of a strided link, `"max"` (EL) or `"avg"` (Bi-Real).
+        gamma_on: Which links carry a gamma (`ElasticLink`): `"squeeze_expand"` (eq. 5),
+            `"all"` (an Identity link too, initialised to 1) or `"none"`.
         branch_activation: Activation on the conv branch, after BN and before the
             sum (`ReLU(BN(BinConv(x))) + SEI(x) / gamma`).
         activation: Activation after the sum. Note that a ReLU here makes every
@@ -468,7 +471,9 @@ def el_conv(
 
     if not conv:
         return _activate(
-            ElasticLink(filters, strides, gamma_trainable, link_pool, name=layer_name("el"))(x),
+            ElasticLink(
+                filters, strides, gamma_trainable, link_pool, gamma_on, name=layer_name("el")
+            )(x),
             activation,
             layer_name,
         )
@@ -513,7 +518,9 @@ def el_conv(
     if branch_activation is not None:
         y = tf.keras.layers.Activation(branch_activation, name=layer_name("branch_act"))(y)
     if elastic_link:
-        link = ElasticLink(filters, strides, gamma_trainable, link_pool, name=layer_name("el"))(x)
+        link = ElasticLink(
+            filters, strides, gamma_trainable, link_pool, gamma_on, name=layer_name("el")
+        )(x)
         if link.shape[1:] != y.shape[1:]:
             raise ValueError(
                 f"el_conv: the Elastic-Link shortcut of input {x.shape} with stride {strides} "

@@ -295,6 +295,41 @@ def test_el_position_residual_and_gamma_switches():
     assert all(id(link.gamma) not in trainable for link in _layers(model, "_el", ElasticLink))
 
 
+@pytest.mark.parametrize(
+    "gamma_on, expected", [("squeeze_expand", 15), ("pointwise", 16), ("all", 24), ("none", 0)]
+)
+def test_gamma_on_readings(gamma_on, expected):
+    model = get_model("el_resnet26", **SMALL, gamma_on=gamma_on)
+    report = gamma_report(model)
+    assert model_summary(model)["gammas"] == len(report) == expected
+    first = model.get_layer("stage1_block1_reduce_el")  # 64 -> 64 (x width): an Identity
+    assert (first.gamma is not None) == (gamma_on in ("pointwise", "all"))
+    if gamma_on == "pointwise":  # the paper's Fig. 4: two per block, the 1x1 convs' links
+        assert {r["layer"].rsplit("_", 2)[-2] for r in report} == {"reduce", "expand"}
+        assert float(first.gamma.numpy()) == 1.0
+
+
+def test_stride_on_reduce_downsamples_on_the_1x1_conv_and_converts():
+    tf.keras.utils.set_random_seed(0)
+    model = get_model("el_resnet26", **SMALL, stride_on="reduce")
+    default = get_model("el_resnet26", **SMALL)
+    for stage in (2, 3, 4):
+        block = f"stage{stage}_block1"
+        assert model.get_layer(f"{block}_reduce_conv").strides == (2, 2)
+        assert model.get_layer(f"{block}_spatial_conv").strides == (1, 1)
+        assert model.get_layer(f"{block}_reduce_el").strides == 2  # max-pool, then Squeeze
+        for position in ("spatial", "expand"):  # the reduce conv's output is already strided
+            name = f"{block}_{position}_conv"
+            assert model.get_layer(name).output_shape == default.get_layer(name).output_shape
+    assert model.count_params() == default.count_params()
+    twin = get_model("resnet26", **SMALL, stride_on="reduce")
+    assert twin.get_layer("stage2_block1_reduce_conv").strides == (2, 2)
+    counts = op_counts(convert(model)[0])
+    assert counts["LceBconv2d"] == model_summary(model)["binary_convs"]
+    with pytest.raises(ValueError, match=r"el_resnet26\(\): stride_on must be one of"):
+        get_model("el_resnet26", **SMALL, stride_on="expand")
+
+
 def test_reduce_conv_modes():
     fp = get_model("bireal_resnet26", **SMALL, reduce_conv="float")
     reduce_convs = _layers(fp, "_reduce_conv")

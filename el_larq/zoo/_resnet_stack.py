@@ -19,7 +19,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from el_larq.layers import el_conv
+from el_larq.layers import GAMMA_ON, el_conv
 from el_larq.zoo._common import application, downsample, scaled, shortcut, stem
 
 STAGE_BLOCKS = {18: [2, 2, 2, 2], 26: [2, 2, 2, 2], 34: [3, 4, 6, 3], 50: [3, 4, 6, 3]}
@@ -27,12 +27,27 @@ STAGE_FILTERS = [64, 128, 256, 512]
 BOTTLENECK_EXPANSION = 4
 REDUCE_CONV_MODES = ("binary", "float", "none")
 GATING_WITH_K = ("both", "gating_only")
+STRIDE_ON = ("spatial", "reduce")
+# A bottleneck's `gamma_on`: ElasticLink's values, plus "pointwise": a gamma on the link of
+# every 1x1 conv (the reduce and expand convs, Identity or not) and none on the 3x3 conv's.
+BOTTLENECK_GAMMA_ON = (*GAMMA_ON, "pointwise")
+
+
+def _unit_gamma_on(gamma_on: str, position: str) -> str:
+    if gamma_on == "pointwise":
+        return "squeeze_expand" if position == "spatial" else "all"
+    return gamma_on
 
 
 def _bottleneck_block(x: tf.Tensor, filters: int, strides: int, opts: dict, name: str):
     """EL-Bottleneck (Fig. 3 left): reduce 1x1, spatial 3x3, expand 1x1, block residual."""
     out_filters = filters * BOTTLENECK_EXPANSION
     skip = shortcut(x, out_filters, strides, f"{name}_down") if opts["residual"] else None
+
+    # Where the block downsamples: on the 3x3 conv (torchvision) or on the reduce 1x1
+    # conv (Caffe ResNet, the paper's "channel-reduction convolutions in which
+    # downsampling occurred"); a strided link max-pools before its Squeeze.
+    stride_at = {"reduce": 1, "spatial": 1, "expand": 1, opts["stride_on"]: strides}
 
     def unit(y, position: str, channels: int, kernel: int, stride: int = 1, last=False):
         # The reduce conv alone can be float or absent (Table 4); switches are per position.
@@ -50,14 +65,15 @@ def _bottleneck_block(x: tf.Tensor, filters: int, strides: int, opts: dict, name
             weight_scaling=binary and opts["weight_scaling"],
             gamma_trainable=opts["gamma_trainable"],
             link_pool=opts["spatial_pool"] if position == "spatial" else "max",
+            gamma_on=_unit_gamma_on(opts["gamma_on"], position),
             activation=None if opts["binary"] or last else "relu",
             **_stage_and_gating(opts, binary),
             name=f"{name}_{position}",
         )
 
-    y = unit(x, "reduce", filters, 1)
-    y = unit(y, "spatial", filters, 3, strides)
-    y = unit(y, "expand", out_filters, 1, last=True)
+    y = unit(x, "reduce", filters, 1, stride_at["reduce"])
+    y = unit(y, "spatial", filters, 3, stride_at["spatial"])
+    y = unit(y, "expand", out_filters, 1, stride_at["expand"], last=True)
     if skip is not None:
         y = tf.keras.layers.Add(name=f"{name}_residual")([y, skip])
     return _block_out(y, opts["binary"], name)
@@ -154,7 +170,13 @@ def _bottleneck_opts(
     gating: bool = False,
     gating_reduction: int = 8,
     gating_with_k: str = "both",
+    gamma_on: str = "squeeze_expand",
+    stride_on: str = "spatial",
 ) -> dict:
+    if stride_on not in STRIDE_ON:
+        raise ValueError(f"stride_on must be one of {STRIDE_ON}, got {stride_on!r}.")
+    if gamma_on not in BOTTLENECK_GAMMA_ON:
+        raise ValueError(f"gamma_on must be one of {BOTTLENECK_GAMMA_ON}, got {gamma_on!r}.")
     if gating_with_k not in GATING_WITH_K:
         raise ValueError(f"gating_with_k must be one of {GATING_WITH_K}, got {gating_with_k!r}.")
     if gating and gating_with_k == "gating_only":  # the gates replace K

@@ -69,6 +69,15 @@ _BOTTLENECK_DOC = """\
         weight_scaling: XNOR-Net's alpha on every binary kernel.
         spatial_pool: Pooling of the 3x3 conv's link in strided blocks: `"max"`
             (Elastic-Link, EL_i) or `"avg"` (S-ResNet's Bi-Real shortcut).
+        gamma_on: Which links carry a gamma: `"squeeze_expand"` (eq. 5, the default:
+            EL-ResNet26 has 15, the first block's 64 -> 64 reduce link being an
+            Identity), `"pointwise"` (the link of every 1x1 conv, an Identity one
+            initialised to 1: the 16 gammas of the paper's Fig. 4, "all 16 gamma across 8
+            EL-Bottleneck blocks"), `"all"` (the 3x3 conv's Identity links too) or `"none"`.
+        stride_on: Where a strided block downsamples: `"spatial"` (the 3x3 conv,
+            torchvision's ResNet) or `"reduce"` (the reduce 1x1 conv, Caffe's ResNet,
+            which the paper's "channel-reduction convolutions in which downsampling
+            occurred" implies); a strided 1x1 conv's link max-pools before its Squeeze.
         binary_weights, soft_activations: Real-to-Binary's stage switches on every
             binary conv (`el_larq.layers.el_conv`); the weights are the same for every
             setting.
@@ -88,6 +97,12 @@ _BASIC_DOC = """\
 _RETURNS = """
     # Returns
         A `tf.keras.Model`.
+"""
+
+
+_STRIDE_ON_DOC = """
+        stride_on: Where a strided block downsamples, as for `el_resnet26` (a float
+            twin matching an EL net built with `stride_on="reduce"`).
 """
 
 
@@ -164,6 +179,8 @@ def el_resnet26(
     gating: bool = False,
     gating_reduction: int = 8,
     gating_with_k: str = "both",
+    gamma_on: str = "squeeze_expand",
+    stride_on: str = "spatial",
 ) -> tf.keras.Model:
     """EL-ResNet26 (Table 2's EL6: K_s, EL on all three convs, residual, learnable
     gamma; ImageNet top-1 64.0 %).
@@ -207,6 +224,8 @@ def el_resnet50(
     gating: bool = False,
     gating_reduction: int = 8,
     gating_with_k: str = "both",
+    gamma_on: str = "squeeze_expand",
+    stride_on: str = "spatial",
 ) -> tf.keras.Model:
     """EL-ResNet50 (EL-Bottleneck, as EL-ResNet26; ImageNet top-1 65.6 %).
 
@@ -249,6 +268,8 @@ def bireal_resnet26(
     gating: bool = False,
     gating_reduction: int = 8,
     gating_with_k: str = "both",
+    gamma_on: str = "squeeze_expand",
+    stride_on: str = "spatial",
 ) -> tf.keras.Model:
     """S-ResNet26 / Bi-Real bottleneck ResNet26: EL-ResNet26 without the reduce and
     expand links (K_s kept; Table 2 baseline, 59.8 %).
@@ -292,6 +313,8 @@ def bireal_resnet50(
     gating: bool = False,
     gating_reduction: int = 8,
     gating_with_k: str = "both",
+    gamma_on: str = "squeeze_expand",
+    stride_on: str = "spatial",
 ) -> tf.keras.Model:
     """Bi-Real bottleneck ResNet50: EL-ResNet50 without the reduce and expand links
     (identical otherwise; the paper's overhead baseline).
@@ -304,7 +327,7 @@ def bireal_resnet50(
     return _bottleneck(50, "bireal_resnet50", locals())
 
 
-@_documented()
+@_documented(_STRIDE_ON_DOC)
 def resnet26(
     *,
     input_shape: tuple[int, int, int] | None = None,
@@ -318,6 +341,7 @@ def resnet26(
     classifier_activation: str | None = "softmax",
     include_preprocessing: bool = False,
     preprocessing_mean: Sequence[float] | str | None = None,
+    stride_on: str = "spatial",
 ) -> tf.keras.Model:
     """Full-precision ResNet26 (72.5 %): the bottleneck stack with float convs and ReLUs.
 
@@ -329,7 +353,7 @@ def resnet26(
     return _bottleneck(26, "resnet26", {**locals(), "binary": False})
 
 
-@_documented()
+@_documented(_STRIDE_ON_DOC)
 def resnet50(
     *,
     input_shape: tuple[int, int, int] | None = None,
@@ -343,6 +367,7 @@ def resnet50(
     classifier_activation: str | None = "softmax",
     include_preprocessing: bool = False,
     preprocessing_mean: Sequence[float] | str | None = None,
+    stride_on: str = "spatial",
 ) -> tf.keras.Model:
     """Full-precision ResNet50 (75.9 %).
 
