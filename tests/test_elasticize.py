@@ -274,8 +274,11 @@ class Subclassed(tf.keras.Model):
 def test_bad_inputs_are_one_line_errors():
     model = Subclassed()
     model(np.zeros((1, *SHAPE), "float32"))
-    with pytest.raises(ElasticizeError, match="subclassed model"):
+    with pytest.raises(ElasticizeError, match="subclassed model") as error:
         elasticize(model)
+    assert "\n" not in str(error.value)
+    with pytest.raises(ElasticizeError, match="Sequential model without an Input"):
+        elasticize(tf.keras.Sequential([L.Conv2D(8, 3), L.Conv2D(8, 3)]))
     with pytest.raises(ElasticizeError, match=r"keep_float names \['nope'\]"):
         elasticize(user_cnn(), keep_float=["nope"])
     inner = tf.keras.Sequential([tf.keras.Input((8, 8, 8)), L.Conv2D(8, 3)], name="inner")
