@@ -120,3 +120,37 @@ def test_wheel_gives_recipes_and_commands_and_converts_from_elsewhere(installed,
     assert again.returncode == 0, again.stderr[-2000:]
     assert os.listdir(out) == ["x.tflite"]
     assert _snapshot(site) == before  # nothing written into the installed package
+
+
+def test_whole_workflow_with_the_console_command_from_an_empty_directory(installed, tmp_path):
+    # train -> convert -> evaluate -> benchmark, all with `el-larq` from the wheel.
+    from helpers import make_idx_dataset
+
+    site, bin_dir, env = installed
+    data = make_idx_dataset(tmp_path / "fashion", train=32, test=16, size=16)
+    work = tmp_path / "empty"
+    work.mkdir()
+    tool = bin_dir / "el-larq"
+    trained = run(
+        [tool, "train", "--model", "el_resnet18", "--width", "0.125", "--epochs", "1",
+         "--batch_size", "8", "--steps_per_epoch", "2", "--validation_steps", "1",
+         "--data_dir", data, "--output_dir", "run", "--verbose", "2"],
+        work, env,
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    assert (work / "run" / "model.h5").exists()
+    converted = run([tool, "convert", "run/model.h5", "--dataset", "fashion_mnist",
+                     "--data_dir", data, "--samples", 8], work, env)  # fmt: skip
+    assert converted.returncode == 0, converted.stderr[-2000:]
+    assert "(LceBconv2d): 16/16" in converted.stdout
+    evaluated = run(
+        [tool, "evaluate", "--model", "run/model.h5", "--model", "run/model.tflite",
+         "--dataset", "fashion_mnist", "--data_dir", data, "--json", "eval.json"],
+        work, env,
+    )  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    results = json.loads((work / "eval.json").read_text())
+    assert [r["examples"] for r in results] == [16, 16]
+    timed = run([tool, "benchmark", "run/model.tflite", "--num_runs", 2], work, env)
+    assert timed.returncode == 0, timed.stderr[-2000:]
+    assert sorted(os.listdir(work)) == ["eval.json", "run"]
