@@ -27,7 +27,7 @@ STARTUP_NOISE = re.compile(
     r"Unable to register cu(DNN|BLAS|FFT) factory"
     r"|computation placer already registered"
     r"|All log messages before absl::InitializeLog\(\) is called"
-    r"|Could not find cuda drivers"
+    r"|Could not find cuda drivers|failed call to cuInit"
     r"|oneDNN custom operations are on"
     r"|cpu_feature_guard|To enable the following instructions"
     r"|TF-TRT Warning"
@@ -66,8 +66,10 @@ def quiet_tensorflow_import() -> Iterator[None]:
     """Import TensorFlow inside this block without its start-up lines on stderr.
 
     Sets `TF_CPP_MIN_LOG_LEVEL=2` unless it is set. Unless it asks for warnings (0 or
-    1), sends file descriptor 2 to a temporary file for the block, then writes back every
-    line that is not in `STARTUP_NOISE` (so real errors and tracebacks still show).
+    1), sends file descriptor 2 to a temporary file for the block and TensorFlow's device
+    discovery at its end (where CUDA, on a machine without a GPU, logs that it failed),
+    then writes back every line that is not in `STARTUP_NOISE` (so real errors and
+    tracebacks still show).
 
     # Example
         ```python
@@ -85,6 +87,9 @@ def quiet_tensorflow_import() -> Iterator[None]:
         os.dup2(captured.fileno(), 2)
         try:
             yield
+            tf = sys.modules.get("tensorflow")
+            if tf is not None:  # CUDA's probe logs at the first device use: let it be now
+                tf.config.list_physical_devices()
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)

@@ -99,6 +99,7 @@ def test_evaluate_cli_shows_progress_with_rate_and_eta(trained, tmp_path):
         for line in lines
     ), result.stderr
     assert lines[-1].startswith(label + "20 images in ") and lines[-1].endswith("images/s")
+    assert not [line for line in lines if "cuda" in line.lower()]  # no start-up noise either
 
 
 def test_a_model_with_a_fixed_batch_falls_back_to_one_by_one():
