@@ -11,7 +11,6 @@ everything a run produces into `config.output_dir`:
     logs/                 TensorBoard logs
     metrics.csv, .json    one row per epoch (loss, top-1, top-5, validation, lr, time)
     curves.png            loss, top-1 and learning rate per epoch (with matplotlib)
-    curves.png            loss, top-1 and learning rate per epoch (with matplotlib)
     gamma_report.json     learned gamma of every Elastic-Link (and .png plot)
     command.txt           the exact command line; config.json: the resolved config
 
