@@ -34,6 +34,7 @@ OUTPUTS = [
     "curves.png",
     "gamma_report.json",
     "gamma_report.png",
+    "curves.png",
     "command.txt",
     "config.json",
 ]
@@ -215,6 +216,7 @@ KILL = "EL_LARQ_TEST_KILL_AT"  # test hook: the run SIGKILLs itself at that name
 FINAL_FILES = {
     "model.h5", "checkpoints/last.h5", "checkpoints/best.h5", "metrics.csv", "metrics.json",
     "gamma_report.json", "command.txt", "config.json", "logs/train/*", "logs/validation/*",
+    "curves.png",
 }  # fmt: skip
 
 
