@@ -20,30 +20,8 @@ STUDENT=batch_size=64,epochs=4,steps_per_epoch=50,validation_steps=10,learning_r
 TEACHER_BUDGET=batch_size=64,epochs=8,steps_per_epoch=50,validation_steps=10,learning_rate=1e-3
 TEACHER=$RUNS/resnet18_s0/model.h5
 
-save() {  # the small files of every finished run -> $RESULTS/<run>/
-  local run name stage
-  for run in "$RUNS"/*/; do
-    name=$(basename "$run")
-    [ -f "$run/final_eval.json" ] || continue
-    mkdir -p "$RESULTS/$name"
-    cp "$run"/study.json "$run"/final_eval.json "$RESULTS/$name/"
-    for file in metrics.json config.json stages.json; do
-      [ -f "$run/$file" ] && cp "$run/$file" "$RESULTS/$name/"
-    done
-    for stage in "$run"/[0-9]_*/; do
-      [ -d "$stage" ] || continue
-      for file in metrics.json config.json; do
-        [ -f "$stage/$file" ] && cp "$stage/$file" "$RESULTS/$name/$(basename "$stage")_$file"
-      done
-    done
-  done
-  if [ "${COMMIT:-0}" = 1 ] && [ -n "$(git status --porcelain -- "$RESULTS")" ]; then
-    for _ in 1 2 3 4 5; do  # other commits may hold the index lock for a moment
-      git add -- "$RESULTS" && git commit -q -m "reactnet study: results of $1" -- "$RESULTS" && break
-      sleep 5
-    done
-  fi
-}
+STUDY="reactnet study"
+source study/records.sh
 
 $PY study/run_study.py --only resnet18 --seeds 0 --runs_dir "$RUNS" --set "$TEACHER_BUDGET"
 save "the teacher (resnet18, seed 0)"

@@ -1,0 +1,26 @@
+# Shared by the study scripts (sourced): copy the small files of every finished run in
+# $RUNS to $RESULTS/<run>/ and, with COMMIT=1, commit them (message: "$STUDY: results of $1").
+save() {
+  local run name stage file
+  for run in "$RUNS"/*/; do
+    name=$(basename "$run")
+    [ -f "$run/final_eval.json" ] || continue
+    mkdir -p "$RESULTS/$name"
+    cp "$run"/study.json "$run"/final_eval.json "$RESULTS/$name/"
+    for file in metrics.json config.json stages.json final_eval_lce.json; do
+      [ -f "$run/$file" ] && cp "$run/$file" "$RESULTS/$name/"
+    done
+    for stage in "$run"/[0-9]_*/; do
+      [ -d "$stage" ] || continue
+      for file in metrics.json config.json; do
+        [ -f "$stage/$file" ] && cp "$stage/$file" "$RESULTS/$name/$(basename "$stage")_$file"
+      done
+    done
+  done
+  if [ "${COMMIT:-0}" = 1 ] && [ -n "$(git status --porcelain -- "$RESULTS")" ]; then
+    for _ in 1 2 3 4 5; do  # other commits may hold the index lock for a moment
+      git add -- "$RESULTS" && git commit -q -m "$STUDY: results of $1" -- "$RESULTS" && break
+      sleep 5
+    done
+  fi
+}
