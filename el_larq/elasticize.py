@@ -18,7 +18,14 @@ import tensorflow as tf
 
 from el_larq.layers import GAMMA_ON, BinaryConv2D, BinaryDepthwiseConv2D, ElasticLink
 
-__all__ = ["ElasticizeError", "ElasticizeReport", "LayerChange", "elasticize"]
+__all__ = [
+    "OPTIONS",
+    "ElasticizeError",
+    "ElasticizeReport",
+    "LayerChange",
+    "check_options",
+    "elasticize",
+]
 
 # Layers whose output is >= 0 whatever their input: a sign after them is always +1.
 NON_NEGATIVE_ACTIVATIONS = ("relu", "relu6", "sigmoid", "hard_sigmoid", "softmax", "exponential")
@@ -39,6 +46,57 @@ _WEIGHTED = (tf.keras.layers.Dense,)
 
 class ElasticizeError(ValueError):
     """A model or a layer that `elasticize` cannot rewrite; the message names it and why."""
+
+
+# The keyword options of `elasticize` that a recipe or a command line may set (JSON
+# values: layer names, not predicates), and what each must be.
+OPTIONS = {
+    "elastic_link": "true or false",
+    "keep_float": "a list of layer names",
+    "activation_scaling": "true, false or a list of layer names",
+    "gamma_trainable": "true or false",
+    "gamma_on": f"one of {', '.join(GAMMA_ON)}",
+}
+
+
+def check_options(options: Any) -> dict[str, Any]:
+    """Check `elasticize` options given as data (a recipe's, a command line's).
+
+    # Arguments
+        options: A mapping of `OPTIONS` keys to JSON values.
+
+    # Returns
+        `options`, for chaining.
+
+    # Raises
+        ElasticizeError: one line naming the bad key or value.
+
+    # Example
+        ```python
+        elasticize(model, **check_options({"elastic_link": False}))
+        ```
+    """
+    if not isinstance(options, dict):
+        raise ElasticizeError(f"elasticize options must be a mapping, got {options!r}.")
+
+    def names(value: Any) -> bool:
+        return isinstance(value, list) and all(isinstance(name, str) for name in value)
+
+    valid = {
+        "elastic_link": lambda v: isinstance(v, bool),
+        "keep_float": names,
+        "activation_scaling": lambda v: isinstance(v, bool) or names(v),
+        "gamma_trainable": lambda v: isinstance(v, bool),
+        "gamma_on": lambda v: v in GAMMA_ON,
+    }
+    for key, value in options.items():
+        if key not in OPTIONS:
+            raise ElasticizeError(
+                f"unknown elasticize option {key!r}; valid: {', '.join(OPTIONS)}."
+            )
+        if not valid[key](value):
+            raise ElasticizeError(f"elasticize option {key} must be {OPTIONS[key]}, got {value!r}.")
+    return options
 
 
 @dataclasses.dataclass

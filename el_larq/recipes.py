@@ -17,7 +17,8 @@ from typing import Any
 
 import tensorflow as tf
 
-from el_larq.zoo import get_model
+from el_larq.elasticize import check_options, elasticize
+from el_larq.zoo import KERAS_PREFIX, get_model
 
 __all__ = [
     "PAPER_TRAINING",
@@ -50,6 +51,8 @@ _TOP_LEVEL = {
     "paper": ((list, "a list"), True),
     "training": ((dict, "a mapping"), False),
     "stages": ((list, "a list"), False),
+    # A keras: model binarized by el_larq.elasticize with these options ({}: defaults).
+    "elasticize": ((dict, "a mapping"), False),
 }
 # One stage of a multi-stage recipe (`el_larq.training.stages`): its own model switches and
 # training values over the recipe's, where its teacher and first weights come from.
@@ -126,9 +129,12 @@ def load_recipe(name: str) -> dict[str, Any]:
         name: A recipe name (see `list_recipes()`).
 
     # Returns
-        A dict with keys `name`, `description`, `model` (a zoo name), `model_kwargs`,
-        `paper` (a list of `{table, row, imagenet_top1}`) and `training`
-        (`PAPER_TRAINING` with the file's own `training` values over it).
+        A dict with keys `name`, `description`, `model` (a zoo name, or `keras:<Name>`
+        for a `tf.keras.applications` CNN), `model_kwargs`, `paper` (a list of
+        `{table, row, imagenet_top1}`) and `training` (`PAPER_TRAINING` with the file's
+        own `training` values over it); optionally `stages` (`el_larq.training.stages`)
+        and `elasticize` (options of `el_larq.elasticize.elasticize`, which a `keras:`
+        model is binarized with).
 
     # Raises
         ValueError: unknown name (the message lists the valid ones), or a file that is not
@@ -215,6 +221,15 @@ def validate_recipe(recipe: Any, where: str = "recipe") -> None:
             )
         _check_mapping(row, _PAPER_ROW, where, f"paper[{index}].")
     _check_model_kwargs(recipe["model_kwargs"], where, "model_kwargs")
+    if "elasticize" in recipe:
+        if not recipe["model"].startswith(KERAS_PREFIX):
+            raise ValueError(
+                f"Recipe file {where}: elasticize needs a keras: model, got {recipe['model']!r}."
+            )
+        try:
+            check_options(recipe["elasticize"])
+        except ValueError as error:
+            raise ValueError(f"Recipe file {where}: {error}") from None
     _check_training(recipe.get("training", {}), where, "training")
     _check_stages(recipe.get("stages", []), where)
 
@@ -297,4 +312,7 @@ def build_recipe(name: str, **overrides: Any) -> tf.keras.Model:
         ```
     """
     recipe = load_recipe(name)
-    return get_model(recipe["model"], **{**recipe["model_kwargs"], **overrides})
+    model = get_model(recipe["model"], **{**recipe["model_kwargs"], **overrides})
+    if "elasticize" in recipe:
+        model = elasticize(model, **recipe["elasticize"])[0]
+    return model

@@ -132,6 +132,9 @@ _RECIPE_VALUES = {
     "learning_rate": (_positive_float, "a positive number"),
     "lr_decay_epochs": (_fractions, "fractions in (0, 1), comma-separated"),
     "lr_decay_factor": (_positive_float, "a positive number"),
+    # Not in RECIPE (each dataset's own size by default): for models with a minimum input
+    # size, e.g. keras-applications' 32 px.
+    "image_size": (_positive_int, "a positive integer"),
 }
 
 
@@ -145,8 +148,10 @@ def study_recipe() -> dict[str, str]:
             recipe[key] += f",{item}"
             continue
         key, sep, value = item.partition("=")
-        if not sep or key not in RECIPE:
-            raise StudyError(f"--set {item!r}: expected KEY=VALUE with KEY in {sorted(RECIPE)}.")
+        if not sep or key not in _RECIPE_VALUES:
+            raise StudyError(
+                f"--set {item!r}: expected KEY=VALUE with KEY in {sorted(_RECIPE_VALUES)}."
+            )
         recipe[key] = value
     for key, value in recipe.items():
         valid, expected = _RECIPE_VALUES[key]

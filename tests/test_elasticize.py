@@ -1,7 +1,10 @@
 """el_larq.elasticize: any functional / Sequential Keras CNN -> binarized Elastic-Link network."""
 
 import collections
-import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
 
 import larq as lq
 import numpy as np
@@ -16,11 +19,12 @@ from el_larq.deploy.kinds import layer_kind
 from el_larq.deploy.loading import load_model
 from el_larq.deploy.pipeline import convert_model_file
 from el_larq.deploy.profile import as_if_trained
-from el_larq.elasticize import ElasticizeError, elasticize
+from el_larq.elasticize import ElasticizeError, check_options, elasticize
 from el_larq.layers import BinaryConv2D, BinaryDepthwiseConv2D, ElasticLink
 from el_larq.summary import model_summary
 from el_larq.zoo import el_resnet26, resnet26
 
+ROOT = Path(__file__).resolve().parents[1]
 L = tf.keras.layers
 SHAPE = (32, 32, 3)
 
@@ -290,20 +294,31 @@ def test_bad_inputs_are_one_line_errors():
     assert issubclass(ElasticizeError, ValueError)
 
 
-def test_training_an_elasticized_keras_application(tmp_path):
+def test_train_cli_elasticizes_a_keras_application_with_its_options(tmp_path):
+    # train.py as a real subprocess: --elasticize and its options reach elasticize().
     data_dir = make_idx_dataset(tmp_path / "data", train=16, test=8, size=32)
-    config = training.resolve_config(
-        {"output_dir": str(tmp_path / "run"), "data_dir": data_dir, "epochs": 1},
-        model="keras:MobileNet",
-    )
-    config = dataclasses.replace(
-        config, elasticize=True, width=0.25, batch_size=8, steps_per_epoch=1, verbose=0
-    )
-    metrics = training.train(config)
-    assert np.isfinite(metrics["loss"])
-    trained = load_model(tmp_path / "run" / "model.h5")
-    assert sum(isinstance(layer, BinaryConv2D) for layer in trained.layers) == 13  # pointwise
-    assert links(trained)
+    out = tmp_path / "run"
+    args = ["--model", "keras:MobileNet", "--elasticize", "--noelastic_link"]
+    args += ["--keep_float", "conv_pw_13", "--activation_scaling", "all", "--nogamma_trainable"]
+    args += ["--width", "0.25", "--batch_size", "8", "--epochs", "1", "--steps_per_epoch", "1"]
+    args += ["--validation_steps", "1", "--data_dir", data_dir, "--nodownload"]
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train" / "train.py"), *args, "--output_dir", str(out)],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    options = json.loads((out / "config.json").read_text())["elasticize_options"]
+    assert options == {
+        "elastic_link": False,
+        "keep_float": ["conv_pw_13"],
+        "gamma_trainable": False,
+        "activation_scaling": True,
+    }
+    trained = load_model(out / "model.h5")
+    binary = [layer for layer in trained.layers if isinstance(layer, BinaryConv2D)]
+    assert len(binary) == 12 and all(layer.activation_scaling for layer in binary)
+    assert "conv_pw_13" not in {layer.name for layer in binary}
+    assert not links(trained)
 
 
 @pytest.mark.parametrize(
@@ -311,9 +326,34 @@ def test_training_an_elasticized_keras_application(tmp_path):
     [
         ("keras:NoSuchNet", False, "tf.keras.applications has no builder 'NoSuchNet'"),
         ("el_resnet26", True, "--elasticize binarizes a keras: model"),
+        ("keras:MobileNet", False, r"elasticize options \(gamma_on\) need --elasticize"),
+        ("keras:MobileNet", True, "elasticize option gamma_on must be one of squeeze_expand, "),
     ],
 )
 def test_training_config_errors(tmp_path, model, elasticize_, message):
     overrides = {"output_dir": str(tmp_path), "elasticize": elasticize_}
+    overrides["elasticize_options"] = {"gamma_on": "some"}
     with pytest.raises(training.ConfigError, match=message):
         training.resolve_config(overrides, model=model)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"elastic_links": False},
+            "unknown elasticize option 'elastic_links'; valid: elastic_link,",
+        ),
+        ({"keep_float": "conv1"}, "keep_float must be a list of layer names, got 'conv1'"),
+        ({"activation_scaling": [1]}, "activation_scaling must be true, false or a list of layer"),
+        ({"elastic_link": "no"}, "elastic_link must be true or false"),
+        ([], "options must be a mapping"),
+    ],
+)
+def test_options_given_as_data_are_checked(options, message):
+    with pytest.raises(ElasticizeError, match=message):
+        check_options(options)
+    assert check_options({"elastic_link": False, "keep_float": ["a"]}) == {
+        "elastic_link": False,
+        "keep_float": ["a"],
+    }

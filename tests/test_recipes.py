@@ -42,7 +42,8 @@ def _broken(key: str, value):
          "must be a list of numbers in (0, 1), got [50, 80]."),
         ("training.epoch", 10, "unknown key training.'epoch'; valid keys of training: "
          "batch_size, epochs, input_size,"),
-        ("modle", "x", "unknown key 'modle'; valid keys: description, model, model_kwargs,"),
+        ("modle", "x", "unknown key 'modle'; valid keys: description, elasticize, "
+         "model, model_kwargs,"),
         ("model", _MISSING, "the key model is missing."),
         ("model_kwargs", ["el_reduce"], "model_kwargs must be a mapping, got a list"),
         ("model_kwargs.el_reduce", {"on": True}, "model_kwargs.el_reduce must be a boolean, "
@@ -51,6 +52,7 @@ def _broken(key: str, value):
         ("paper.new", "EL6", "paper[2] must be a mapping, got a string."),
         ("paper.0.imagenet_top1", "64", "paper[0].imagenet_top1 must be a number or null, got "
          "a string"),
+        ("elasticize", {}, "elasticize needs a keras: model, got 'el_resnet26'."),
     ],
 )  # fmt: skip
 def test_malformed_recipe_names_the_key_and_the_expected_type(key, value, message):
@@ -90,3 +92,13 @@ def test_recipes_share_the_paper_training_and_override_single_values(tmp_path, m
     training = recipes.load_recipe("short")["training"]
     assert training == {**recipes.PAPER_TRAINING, "epochs": 3}
     assert recipes.PAPER_TRAINING["epochs"] == 100  # the shared values are not changed
+
+
+def test_an_elasticize_recipe_checks_its_options():
+    recipe = copy.deepcopy(recipes.load_recipe("binary_mobilenetv2"))
+    assert recipe["model"] == "keras:MobileNetV2" and recipe["elasticize"] == {
+        "elastic_link": False
+    }
+    recipe["elasticize"] = {"elastic_link": "no"}
+    with pytest.raises(ValueError, match="^Recipe file x.json: elasticize option elastic_link "):
+        recipes.validate_recipe(recipe, "x.json")

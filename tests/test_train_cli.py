@@ -153,7 +153,7 @@ def _bad(tmp_path, idx_dir, *args, env=None):
 @pytest.mark.parametrize(
     "args, expected",
     [
-        (["--model", "el_resnet27"], "unknown model 'el_resnet27'; valid: binary_mobilenet, "),
+        (["--model", "el_resnet27"], "Unknown model 'el_resnet27'. Valid models: binary_"),
         (["--recipe", "el_resnet27"], "el_resnet26"),
         (["--dataset", "cifar1O"], "unknown dataset 'cifar1O'. Did you mean cifar10"),
         (["--strategy", "mirrored", "--logical_cpus", "2", "--batch_size", "7"], "multiple of"),

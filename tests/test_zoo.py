@@ -394,8 +394,14 @@ def test_every_recipe_builds(name):
     epochs = {"paper": 100, "reactnet": 256, "r2b": 75}[family]
     assert recipe["training"]["optimizer"] == "adam" and recipe["training"]["epochs"] == epochs
     assert bool(recipe.get("stages")) == (family != "paper")
-    model = build_recipe(name, **SMALL)
+    # keras-applications builders need at least 32 px.
+    small = {**SMALL, "input_shape": (32, 32, 1)} if recipe["model"].startswith("keras:") else SMALL
+    model = build_recipe(name, **small)
     assert model.output_shape == (None, 10)
+    if "elasticize" in recipe:  # binarized, with links unless the recipe turns them off
+        assert any(isinstance(layer, BinaryConv2D) for layer in model.layers)
+        linked = any(isinstance(layer, ElasticLink) for layer in model.layers)
+        assert linked == recipe["elasticize"].get("elastic_link", True)
 
 
 def test_unknown_recipe_lists_valid_names():

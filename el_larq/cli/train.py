@@ -23,6 +23,7 @@ from absl import flags, logging
 import el_larq  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from el_larq import distribute, training
 from el_larq.cli import flag_groups, run_tool
+from el_larq.layers import GAMMA_ON
 
 # The name in messages: `train.py` (the script), `el-larq train` (the command).
 PROG = "train.py"
@@ -31,6 +32,16 @@ flags.DEFINE_string(
     "model", None, "Zoo model name, e.g. el_resnet26 (default), or keras:<Application>."
 )
 flags.DEFINE_bool("elasticize", False, "Binarize a keras: model with Elastic-Link first.")
+# elasticize's options (el_larq.elasticize.OPTIONS); given ones go over a recipe's.
+flags.DEFINE_bool(
+    "elastic_link", True, "--elasticize: --noelastic_link binarizes without links (ablation)."
+)
+flags.DEFINE_list("keep_float", [], "--elasticize: more layers to keep in full precision.")
+flags.DEFINE_list(
+    "activation_scaling", [], "--elasticize: convs that get XNOR-Net's K (names, or 'all')."
+)
+flags.DEFINE_bool("gamma_trainable", True, "--elasticize: --nogamma_trainable fixes the gammas.")
+flags.DEFINE_enum("gamma_on", "squeeze_expand", GAMMA_ON, "--elasticize: links with a gamma.")
 flags.DEFINE_string("recipe", None, "Recipe name (el-larq recipes); explicit flags win.")
 flag_groups.define_dataset_flags()
 flags.DEFINE_bool("download", True, "Let TFDS download a missing dataset (--nodownload: never).")
@@ -78,6 +89,7 @@ def _overrides() -> dict:
         "weight_decay", "init_from", "elasticize",
     ]  # fmt: skip
     values = {name: FLAGS[name].value for name in names}
+    values["elasticize_options"] = _elasticize_options()
     try:
         values["lr_decay_epochs"] = tuple(float(value) for value in FLAGS.lr_decay_epochs)
     except ValueError:
@@ -85,11 +97,23 @@ def _overrides() -> dict:
             f"--lr_decay_epochs must be numbers, got {','.join(FLAGS.lr_decay_epochs)!r}."
         ) from None
     if FLAGS.recipe:
-        for name in _RECIPE_FLAGS:
+        for name in (*_RECIPE_FLAGS, "elasticize"):
             if not FLAGS[name].present:
                 values.pop(name, None)
     values["command"] = shlex.join([sys.executable, *sys.argv])
     return values
+
+
+def _elasticize_options() -> dict:
+    """The elasticize options given on the command line."""
+    options = {}
+    for name in ("elastic_link", "keep_float", "gamma_trainable", "gamma_on"):
+        if FLAGS[name].present:
+            options[name] = FLAGS[name].value
+    if FLAGS["activation_scaling"].present:
+        names = FLAGS.activation_scaling
+        options["activation_scaling"] = True if names == ["all"] else names
+    return options
 
 
 def main(argv):

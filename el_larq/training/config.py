@@ -13,6 +13,8 @@ from typing import Any
 from el_larq import data as data_lib
 from el_larq import distribute, run_dir
 from el_larq.distillation import BLOCK_PAIRS
+from el_larq.elasticize import ElasticizeError, check_options
+from el_larq.zoo import KERAS_PREFIX
 
 LR_SCHEDULES = ("step", "cosine", "linear", "constant")
 
@@ -35,10 +37,6 @@ USER_ERRORS = (
 )
 
 
-# `--model keras:MobileNetV2`: a tf.keras.applications builder instead of a zoo model.
-KERAS_PREFIX = "keras:"
-
-
 @dataclasses.dataclass
 class TrainConfig:
     """Everything that defines a training run (what `config.json` records).
@@ -49,7 +47,9 @@ class TrainConfig:
             `tf.keras.applications` builder (built with `weights=None`; `width` is its
             `alpha`).
         elasticize: Binarize a `keras:` model with `el_larq.elasticize.elasticize`
-            (default options) before training.
+            before training.
+        elasticize_options: Its options (`el_larq.elasticize.OPTIONS`: `elastic_link`,
+            `keep_float`, `activation_scaling`, `gamma_trainable`, `gamma_on`).
         model_kwargs: Extra keyword arguments of the zoo builder.
         recipe: Name of the recipe (`el_larq.recipes`) the values came from, if any.
         dataset: `fashion_mnist`, `imagenet2012` or any TFDS image dataset.
@@ -123,6 +123,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     init_from: str | None = None
     elasticize: bool = False
+    elasticize_options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def wrapped(self) -> bool:
@@ -164,7 +165,9 @@ def resolve_config(
     elif model:
         _check_model(model)
         values["model"] = model
+    options = {**values.get("elasticize_options", {}), **overrides.get("elasticize_options", {})}
     values.update({key: value for key, value in overrides.items() if value is not None})
+    values["elasticize_options"] = options
     config = TrainConfig(**values)
     _check_config(config)
     return config
@@ -187,6 +190,8 @@ def _recipe_values(recipe: str | dict[str, Any], dataset: str) -> dict[str, Any]
         "model": recipe["model"],
         "model_kwargs": dict(recipe.get("model_kwargs", {})),
     }
+    if "elasticize" in recipe:
+        values.update(elasticize=True, elasticize_options=dict(recipe["elasticize"]))
     keys = {"epochs": "epochs", "batch_size": "batch_size", "learning_rate": "learning_rate"}
     keys.update(lr_decay_epochs="lr_decay_epochs_fraction", lr_decay_factor="lr_decay_factor")
     keys.update(lr_schedule="lr_schedule", weight_decay="weight_decay")
@@ -206,21 +211,10 @@ def _recipe_values(recipe: str | dict[str, Any], dataset: str) -> dict[str, Any]
 def _check_model(name: str) -> None:
     from el_larq import zoo
 
-    if name.startswith(KERAS_PREFIX):
-        import tensorflow as tf
-
-        application = name[len(KERAS_PREFIX) :]
-        if not (
-            application[:1].isupper()
-            and callable(getattr(tf.keras.applications, application, None))
-        ):
-            raise ConfigError(
-                f"unknown model {name!r}: tf.keras.applications has no builder {application!r} "
-                "(e.g. keras:MobileNetV2)."
-            )
-        return
-    if name not in zoo.MODELS:
-        raise ConfigError(f"unknown model {name!r}; valid: {', '.join(sorted(zoo.MODELS))}.")
+    try:
+        zoo.check_model_name(name)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
 
 
 def _check_config(config: TrainConfig) -> None:
@@ -230,6 +224,14 @@ def _check_config(config: TrainConfig) -> None:
             "--elasticize binarizes a keras: model (e.g. --model keras:MobileNetV2); "
             f"zoo model {config.model!r} is built binary already."
         )
+    if config.elasticize_options and not config.elasticize:
+        raise ConfigError(
+            f"elasticize options ({', '.join(config.elasticize_options)}) need --elasticize."
+        )
+    try:
+        check_options(config.elasticize_options)
+    except ElasticizeError as error:
+        raise ConfigError(str(error)) from None
     if not config.output_dir:
         raise ConfigError("--output_dir must not be empty.")
     for name in ("learning_rate", "width", "lr_decay_factor", "temperature", "weight_decay"):

@@ -30,7 +30,6 @@ from el_larq import distribute, plots, run_dir, summary
 from el_larq.distillation import DistillationError, DistillationModel, ends_with_softmax
 from el_larq.io import atomic_path, write_atomic
 from el_larq.training.config import (
-    KERAS_PREFIX,
     ConfigError,
     TrainConfig,
     TrainingDiverged,
@@ -360,23 +359,16 @@ def _versions() -> dict[str, str | None]:
 def _build_model(config: TrainConfig, input_shape, num_classes: int) -> tf.keras.Model:
     """The zoo model, or a `keras:` application (elasticized with `config.elasticize`)."""
     from el_larq import zoo
-
-    if not config.model.startswith(KERAS_PREFIX):
-        return zoo.get_model(
-            config.model,
-            input_shape=input_shape,
-            num_classes=num_classes,
-            width=config.width,
-            **config.model_kwargs,
-        )
     from el_larq.elasticize import elasticize
 
-    kwargs = dict(config.model_kwargs)
-    if config.width != 1.0:  # keras-applications' width multiplier (MobileNets)
-        kwargs["alpha"] = config.width
-    builder = getattr(tf.keras.applications, config.model[len(KERAS_PREFIX) :])
-    model = builder(weights=None, input_shape=input_shape, classes=num_classes, **kwargs)
-    return elasticize(model)[0] if config.elasticize else model
+    model = zoo.get_model(
+        config.model,
+        input_shape=input_shape,
+        num_classes=num_classes,
+        width=config.width,
+        **config.model_kwargs,
+    )
+    return elasticize(model, **config.elasticize_options)[0] if config.elasticize else model
 
 
 def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -> dict[str, Any]:

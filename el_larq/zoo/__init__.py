@@ -85,7 +85,9 @@ from el_larq.zoo.resnet import (
 )
 
 __all__ = [
+    "KERAS_PREFIX",
     "MODELS",
+    "check_model_name",
     "gamma_report",
     "model_summary",
     "plot_gamma_report",
@@ -109,6 +111,7 @@ __all__ = [
     "el_resnet34",
     "el_resnet50",
     "get_model",
+    "keras_application",
     "mobilenet",
     "r2b_resnet18",
     "r2b_resnet26",
@@ -154,11 +157,72 @@ MODELS: dict[str, Callable[..., tf.keras.Model]] = {
 }
 
 
+# `keras:MobileNetV2`: a tf.keras.applications builder instead of a zoo model.
+KERAS_PREFIX = "keras:"
+
+
+def keras_application(
+    name: str,
+    *,
+    input_shape: tuple = (224, 224, 3),
+    num_classes: int = 1000,
+    width: float = 1.0,
+    **kwargs: Any,
+) -> tf.keras.Model:
+    """A float `tf.keras.applications` CNN, built offline (`weights=None`).
+
+    # Arguments
+        name: The application's builder, e.g. `"MobileNetV2"`.
+        input_shape, num_classes: As for the zoo builders (`classes` of the builder).
+        width: The builder's `alpha` (MobileNets' width multiplier) when not 1.
+        **kwargs: Any other argument of the builder.
+
+    # Returns
+        The float model (binarize it with `el_larq.elasticize.elasticize`).
+
+    # Raises
+        ValueError: `tf.keras.applications` has no builder `name`.
+
+    # Example
+        ```python
+        model = keras_application("MobileNetV2", input_shape=(32, 32, 1), num_classes=10)
+        ```
+    """
+    check_model_name(KERAS_PREFIX + name)
+    builder = getattr(tf.keras.applications, name)
+    if width != 1.0:
+        kwargs["alpha"] = width
+    return builder(weights=None, input_shape=input_shape, classes=num_classes, **kwargs)
+
+
+def check_model_name(name: str) -> None:
+    """Raise a one-line ValueError unless `get_model` knows `name`.
+
+    # Example
+        ```python
+        check_model_name("keras:MobileNetV2")  # fine
+        ```
+    """
+    if name.startswith(KERAS_PREFIX):
+        application = name[len(KERAS_PREFIX) :]
+        if not (
+            application[:1].isupper()
+            and callable(getattr(tf.keras.applications, application, None))
+        ):
+            raise ValueError(
+                f"Unknown model {name!r}: tf.keras.applications has no builder "
+                f"{application!r} (e.g. {KERAS_PREFIX}MobileNetV2)."
+            )
+    elif name not in MODELS:
+        raise ValueError(f"Unknown model {name!r}. Valid models: {', '.join(sorted(MODELS))}.")
+
+
 def get_model(name: str, **kwargs: Any) -> tf.keras.Model:
     """Build the zoo model `name` with builder keyword arguments `kwargs`.
 
     # Arguments
-        name: A key of `MODELS`, e.g. `"el_resnet26"`.
+        name: A key of `MODELS`, e.g. `"el_resnet26"`, or `keras:<Application>` for a
+            float `tf.keras.applications` CNN (`keras_application`).
         **kwargs: Passed to the builder (`input_shape`, `num_classes`, `width`, switches).
 
     # Returns
@@ -172,8 +236,9 @@ def get_model(name: str, **kwargs: Any) -> tf.keras.Model:
         model = get_model("el_resnet26", input_shape=(28, 28, 1), num_classes=10, width=0.25)
         ```
     """
-    if name not in MODELS:
-        raise ValueError(f"Unknown model {name!r}. Valid models: {', '.join(sorted(MODELS))}.")
+    check_model_name(name)
+    if name.startswith(KERAS_PREFIX):
+        return keras_application(name[len(KERAS_PREFIX) :], **kwargs)
     return MODELS[name](**kwargs)
 
 
