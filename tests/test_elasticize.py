@@ -357,3 +357,27 @@ def test_options_given_as_data_are_checked(options, message):
         "elastic_link": False,
         "keep_float": ["a"],
     }
+
+
+def test_benchmark_script_times_calls_and_refuses_an_unknown_application(tmp_path):
+    # The speed goal is measured by this script (DenseNet121, 224 px); here a small run.
+    out = tmp_path / "bench.json"
+    script = [sys.executable, "train/benchmark_elasticize.py", "--image_size", "32"]
+    args = ["--application", "MobileNet", "--num_classes", "10", "--rounds", "2"]
+    result = subprocess.run(
+        [*script, *args, "--json", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    record = json.loads(out.read_text())
+    assert record["application"] == "MobileNet" and len(record["rounds"]) == 2
+    assert all(r["wall_s"] > 0 and r["cpu_s"] > 0 for r in record["rounds"])
+    assert "first call" in result.stdout and "'binarized': 26" in result.stdout  # dw + pw
+    bad = subprocess.run(
+        [*script, "--application", "NoSuchNet"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert (
+        bad.stderr.strip()
+        .splitlines()[-1]
+        .startswith("benchmark_elasticize.py: error: Unknown model 'keras:NoSuchNet'")
+    )
