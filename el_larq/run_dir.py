@@ -34,6 +34,7 @@ __all__ = [
     "RunDir",
     "RunDirError",
     "config_differences",
+    "is_finished",
     "preflight",
     "remove_backup",
 ]
@@ -130,6 +131,22 @@ def _has_backup(out: str) -> bool:
     return os.path.isdir(backup) and bool(os.listdir(backup))
 
 
+def is_finished(out: str) -> bool:
+    """Whether `out` holds a run that ended: `model.h5` written, no backup, no failure.
+
+    # Example
+        ```python
+        if not is_finished("runs/a/1_soft"):
+            ...  # train (or resume) it
+        ```
+    """
+    return (
+        os.path.exists(os.path.join(out, FINAL_MODEL))
+        and not _has_backup(out)
+        and not os.path.exists(os.path.join(out, FAILED))
+    )
+
+
 def _reason(out: str) -> str:
     try:
         with open(os.path.join(out, FAILED)) as f:
@@ -174,7 +191,7 @@ def preflight(out: str, overwrite: bool) -> None:
             f"{out} holds a failed run ({FAILED}: {_reason(out)}); pass --overwrite to replace "
             "it (only the run's files are removed), or choose another --output_dir."
         )
-    if os.path.exists(os.path.join(out, FINAL_MODEL)) and not _has_backup(out):
+    if is_finished(out):
         raise RunDirError(
             f"{out} already holds a finished run ({FINAL_MODEL}); pass --overwrite to train "
             "again there (only the run's files are removed), or choose another --output_dir."

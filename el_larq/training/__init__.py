@@ -47,7 +47,6 @@ from el_larq.training.stages import (
     STAGES_FILE,
     recipe_stages,
     stage_configs,
-    stage_finished,
     train_stages,
 )
 
@@ -67,7 +66,6 @@ __all__ = [
     "STAGES_FILE",
     "recipe_stages",
     "stage_configs",
-    "stage_finished",
     "train",
     "train_stages",
 ]

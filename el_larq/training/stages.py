@@ -33,7 +33,7 @@ from el_larq.io import json_dumps, write_atomic
 from el_larq.training.config import ConfigError, TrainConfig, resolve_config
 from el_larq.training.loop import FINAL_MODEL, read_metrics, train
 
-__all__ = ["STAGES_FILE", "recipe_stages", "stage_configs", "stage_finished", "train_stages"]
+__all__ = ["STAGES_FILE", "recipe_stages", "stage_configs", "train_stages"]
 
 # The summary of a multi-stage run, in its output directory.
 STAGES_FILE = "stages.json"
@@ -130,15 +130,6 @@ def stage_configs(
     return configs
 
 
-def stage_finished(output_dir: str) -> bool:
-    """Whether the run in `output_dir` ended: `model.h5` written, no backup, no failure."""
-    return (
-        os.path.isfile(os.path.join(output_dir, FINAL_MODEL))
-        and not os.path.exists(os.path.join(output_dir, run_dir.BACKUP))
-        and not os.path.exists(os.path.join(output_dir, run_dir.FAILED))
-    )
-
-
 def train_stages(
     configs: list[TrainConfig],
     strategy: tf.distribute.Strategy | None = None,
@@ -164,7 +155,7 @@ def train_stages(
     results = []
     for index, config in enumerate(configs, 1):
         name = os.path.basename(config.output_dir)
-        done = stage_finished(config.output_dir) and not config.overwrite
+        done = run_dir.is_finished(config.output_dir) and not config.overwrite
         if config.verbose:
             state = "finished before, skipped" if done else f"training {config.model}"
             print(f"stage {index}/{len(configs)} {name}: {state}", flush=True)
