@@ -48,6 +48,7 @@ def collect(records: str) -> list[dict]:
         if not os.path.exists(os.path.join(folder, "final_eval.json")):
             continue
         meta = _load(os.path.join(folder, "study.json"))
+        lce = os.path.join(folder, "final_eval_lce.json")
         stages = {
             os.path.basename(path).removesuffix("_metrics.json"): _load(path)
             for path in sorted(glob.glob(os.path.join(folder, "[0-9]_*_metrics.json")))
@@ -59,6 +60,7 @@ def collect(records: str) -> list[dict]:
                 "recipe": meta["recipe"],
                 "seed": meta["seed"],
                 "test_top1": _load(os.path.join(folder, "final_eval.json"))[0]["top1"],
+                "lce_top1": _load(lce)[0]["top1"] if os.path.exists(lce) else None,
                 "wall_seconds": meta["wall_seconds"],
                 "budget": meta["study_recipe"],
                 "stages": stages,
@@ -94,6 +96,20 @@ def results_table(runs: list[dict]) -> str:
             f"| {recipe} | {len(group)} | {statistics.mean(tops):.2f}{sd} | {seeds} | {wall:.0f} |"
         )
     return "\n".join(lines)
+
+
+def lce_table(runs: list[dict]) -> str:
+    """Keras vs LCE-interpreter test top-1 of the runs that were converted (`--strict`)."""
+    lines = [
+        "| run | Keras test top-1 (%) | LCE test top-1 (%) | difference (points) |",
+        "| --- | --- | --- | --- |",
+    ]
+    for run in runs:
+        if run["lce_top1"] is not None:
+            keras, lce = 100 * run["test_top1"], 100 * run["lce_top1"]
+            name = f"{run['recipe']} s{run['seed']}"
+            lines.append(f"| {name} | {keras:.2f} | {lce:.2f} | {lce - keras:+.2f} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def comparisons(runs: list[dict], pairs: list[str]) -> str:
@@ -174,6 +190,15 @@ def main(argv):
         "",
         comparisons(runs, FLAGS.compare),
         "",
+    ]
+    if lce_table(runs):
+        page += [
+            "## Deployed: converted with `convert/to_lce.py --strict` (verified), LCE interpreter",
+            "",
+            lce_table(runs),
+            "",
+        ]
+    page += [
         "Budgets (train.py flags, each applied to every stage of a run):",
         "",
         *[f"* {', '.join(names)}: `{budget}`" for budget, names in budgets.items()],

@@ -136,6 +136,8 @@ def test_distillation_report_from_records(tmp_path):
         (folder / "final_eval.json").write_text(json.dumps([{"top1": top1}]))
         rows = [{"epoch": 1, "val_top1": top1 - 0.1}, {"epoch": 2, "val_top1": top1}]
         (folder / "1_step1_metrics.json").write_text(json.dumps(rows))
+    lce = [{"top1": 0.7399, "format": "lce"}]  # a converted run (run_study --lce_check)
+    (records / "a_s1" / "final_eval_lce.json").write_text(json.dumps(lce))
     out = tmp_path / "out"
     script = str(ROOT / "study" / "distillation_report.py")
     result = _run(script, "--records", str(records), "--out_dir", str(out), "--compare", "a:b")
@@ -144,5 +146,6 @@ def test_distillation_report_from_records(tmp_path):
     # Differences 1.0 and 2.0 points: mean 1.5, sd 0.707, t(1) 12.706 -> half-width 6.35.
     assert "| a − b | 2 | +1.50 | [-4.85, +7.85] | undecided |" in page
     assert "| a | 2 | 72.00 ± 2.83 | s0: 70.00, s1: 74.00 | 10 |" in page
+    assert "| a s1 | 74.00 | 73.99 | -0.01 |" in page and "| a s0 |" not in page
     assert (out / "curves.png").stat().st_size > 0
     assert len((out / "runs.csv").read_text().splitlines()) == 5
