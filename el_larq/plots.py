@@ -1,4 +1,4 @@
-"""Pictures of a training run: the gamma plot (the paper's Fig. 4) and the training curves.
+"""Pictures: the gamma plot (the paper's Fig. 4), training curves, feature maps (its Fig. 1).
 
 matplotlib is the optional extra `plot` (`pip install 'el-larq[plot]'`); without it the
 functions raise an ImportError that says so. They draw on their own
@@ -17,9 +17,11 @@ from el_larq.io import atomic_path
 __all__ = [
     "MATPLOTLIB_MISSING",
     "curves_figure",
+    "feature_maps_figure",
     "gamma_figure",
     "plot_gamma_report",
     "plot_training_curves",
+    "save_png",
 ]
 
 # Plotting is the optional extra `plot`; what to do when it is missing, in one line.
@@ -41,7 +43,8 @@ def _figure(what: str, size: tuple[float, float]) -> Any:
     return figure
 
 
-def _save(figure: Any, path: str) -> str:
+def save_png(figure: Any, path: str) -> str:
+    """Write a figure to a PNG at `path` atomically; returns `path`."""
     with atomic_path(path) as tmp:
         figure.savefig(tmp, dpi=120, format="png")
     return path
@@ -108,7 +111,7 @@ def plot_gamma_report(report: Sequence[dict[str, Any]], path: str, title: str = 
         plot_gamma_report(gamma_report(model), "gamma_report.png")
         ```
     """
-    return _save(gamma_figure(report, title), path)
+    return save_png(gamma_figure(report, title), path)
 
 
 # (metric key, its label) per panel of `plot_training_curves`.
@@ -179,4 +182,50 @@ def plot_training_curves(rows: Sequence[dict[str, Any]], path: str, title: str =
         plot_training_curves(rows, "runs/a/curves.png")
         ```
     """
-    return _save(curves_figure(rows, title), path)
+    return save_png(curves_figure(rows, title), path)
+
+
+def feature_maps_figure(
+    images: Any, maps: dict[str, Any], channels: Sequence[int], title: str = ""
+) -> Any:
+    """A grid of feature maps: a row per image, the input then each model's channels.
+
+    Each map is drawn with its own colour range (a binary net's maps and a float net's
+    differ in scale; the figure compares patterns, as the paper's Fig. 1 does).
+
+    # Arguments
+        images: The input batch `(n, h, w, c)`; the first channel is drawn (grey).
+        maps: `{label: array (n, h', w', len(channels))}`, in drawing order.
+        channels: The channel indices the maps hold (for the column titles).
+        title: Figure title.
+
+    # Returns
+        A `matplotlib.figure.Figure`.
+
+    # Raises
+        ImportError: matplotlib is not installed (the `plot` extra).
+
+    # Example
+        ```python
+        figure = feature_maps_figure(x[:2], {"EL": maps}, [0, 1, 2, 3])
+        ```
+    """
+    columns = 1 + len(maps) * len(channels)
+    figure = _figure("plot_feature_maps", (1.3 * columns, 1.4 * len(images) + 0.6))
+    axes = figure.subplots(len(images), columns, squeeze=False)
+    for row, image in enumerate(images):
+        panels = [("input", image[..., 0], "gray")]
+        for label, values in maps.items():
+            for index, channel in enumerate(channels):
+                name = f"{label}\nch {channel}" if index == 0 else f"ch {channel}"
+                panels.append((name, values[row, ..., index], "viridis"))
+        for ax, (name, panel, cmap) in zip(axes[row], panels, strict=True):
+            ax.imshow(panel, cmap=cmap)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(name, fontsize=7)
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    return figure

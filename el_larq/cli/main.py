@@ -43,6 +43,11 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...], str]] = {
         (),
         "the main job: train, convert, evaluate, benchmark (train/main_job.py)",
     ),
+    "feature-maps": (
+        "el_larq.cli.feature_maps",
+        (),
+        "the same feature maps of several models in one PNG (the paper's Fig. 1)",
+    ),
     "recipes": ("el_larq.cli.recipes", (), "list the paper's recipes"),
 }
 
