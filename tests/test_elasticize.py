@@ -19,6 +19,7 @@ from el_larq.deploy.kinds import layer_kind
 from el_larq.deploy.loading import load_model
 from el_larq.deploy.pipeline import convert_model_file
 from el_larq.deploy.profile import as_if_trained
+from el_larq.deploy.verification import calibrated_copy
 from el_larq.elasticize import ElasticizeError, check_options, elasticize
 from el_larq.layers import BinaryConv2D, BinaryDepthwiseConv2D, ElasticLink
 from el_larq.summary import model_summary
@@ -251,7 +252,8 @@ def test_resnet26_elasticized_has_el_resnet26_structure():
 @pytest.mark.parametrize(
     "application", ["ResNet50V2", "MobileNet", "DenseNet121", "EfficientNetB0"]
 )
-def test_keras_applications_elasticize_and_convert(application):
+def test_keras_applications_elasticize_train_round_trip_and_deploy(application, tmp_path):
+    tf.keras.utils.set_random_seed(0)  # the same weights every run
     kwargs = dict(weights=None, input_shape=SHAPE, classes=10)
     if application == "MobileNet":
         kwargs["alpha"] = 0.25
@@ -260,10 +262,26 @@ def test_keras_applications_elasticize_and_convert(application):
     kept = [row.name for row in report.rows if row.action == "kept float"]
     assert len(kept) == 2  # the stem conv and the classifier
     assert binary.output_shape == float_model.output_shape
-    flatbuffer, messages = convert(as_if_trained(binary))
-    result = census(binary, flatbuffer, messages)
-    assert len(result.accelerated) == sum(isinstance(x, BinaryConv2D) for x in binary.layers) > 10
-    assert not result.fallback
+    binary.compile("adam", "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(4, *SHAPE)).astype("float32")
+    assert np.isfinite(binary.train_on_batch(images, rng.integers(0, 10, 4)))
+    # BatchNorm statistics of the data, as training gives them (one step barely moves
+    # them), so that the saved model itself is verified, not a calibrated copy. (Random
+    # statistics let EfficientNetB0's activations grow past -100, where swish's output
+    # rounds to about 0 and Keras and LCE took different signs for one SE channel.)
+    binary = calibrated_copy(binary, images)
+    path = tmp_path / "model.h5"
+    binary.save(path)
+    np.testing.assert_allclose(
+        load_model(path).predict(images, verbose=0), binary.predict(images, verbose=0), atol=1e-5
+    )
+    conversion = convert_model_file(path, tmp_path / "model.tflite", strict=True, samples=4)
+    binary_convs = [layer.name for layer in binary.layers if isinstance(layer, BinaryConv2D)]
+    assert len(binary_convs) > 10
+    assert sorted(conversion.census.accelerated) == sorted(binary_convs)
+    assert not conversion.census.fallback
+    assert conversion.verification.passed and not conversion.calibrated_copy
 
 
 class Subclassed(tf.keras.Model):
