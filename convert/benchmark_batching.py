@@ -43,11 +43,7 @@ def main(argv: list[str]) -> int:
         sizes = (0,)
     if min(sizes, default=1) < 1:
         sys.exit(f"{PROG}: error: --batch_sizes must be integers >= 1, got {FLAGS.batch_sizes}")
-    if FLAGS.json:
-        try:
-            io.check_writable(FLAGS.json)
-        except io.OutputError as error:
-            sys.exit(f"{PROG}: error: {error}")
+    flag_groups.check_json_flag(PROG)
     shape = (FLAGS.image_size, FLAGS.image_size, FLAGS.channels)
     model = get_model(
         FLAGS.model, input_shape=shape, num_classes=FLAGS.num_classes, width=FLAGS.width

@@ -44,11 +44,7 @@ def main(argv: list[str]) -> int:
     from el_larq.elasticize import elasticize
     from el_larq.zoo import keras_application
 
-    if FLAGS.json:
-        try:
-            io.check_writable(FLAGS.json)
-        except io.OutputError as error:
-            sys.exit(f"{PROG}: error: {error}")
+    flag_groups.check_json_flag(PROG)
     shape = (FLAGS.image_size, FLAGS.image_size, FLAGS.channels)
     try:
         model, build_s, build_cpu = _timed(

@@ -8,11 +8,15 @@ library. Defaults come from the library (`el_larq.deploy.host.DEFAULT_KERNEL`,
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from absl import flags
 
+from el_larq import io
+
 __all__ = [
+    "check_json_flag",
     "define_dataset_flags",
     "define_interpreter_flags",
     "define_json_flag",
@@ -103,3 +107,18 @@ def define_json_flag(help_text: str = "Also write the results as JSON to this pa
         ```
     """
     flags.DEFINE_string("json", None, help_text)
+
+
+def check_json_flag(prog: str) -> None:
+    """Exit with one line `prog: error: ...` when `--json` is given and cannot be written.
+
+    # Example
+        ```python
+        check_json_flag("benchmark_batching.py")  # before the slow work starts
+        ```
+    """
+    if flags.FLAGS.json:
+        try:
+            io.check_writable(flags.FLAGS.json)
+        except io.OutputError as error:
+            sys.exit(f"{prog}: error: {error}")
