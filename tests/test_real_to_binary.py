@@ -72,7 +72,10 @@ def test_gating_matches_numpy_with_gradients(ci, co, reduction, hidden):
 
 
 def test_gating_scales_each_sample_and_channel_in_zero_one():
-    x = RNG.normal(size=(4, 5, 5, 16)).astype(np.float32)
+    # Seeded: with C/r = 2 hidden ReLU units, some random kernels leave both dead for all
+    # four samples (every scale 0.5), which says nothing about the layer.
+    tf.keras.utils.set_random_seed(1)
+    x = np.random.default_rng(1).normal(size=(4, 5, 5, 16)).astype(np.float32)
     y = np.ones((4, 5, 5, 24), np.float32)
     out = ChannelGating()([x, y]).numpy()
     # Constant over space, different per sample, in (0, 1).
