@@ -35,6 +35,7 @@ __all__ = [
     "DataError",
     "Split",
     "default_eval_split",
+    "load_eval_split_for",
     "load_split",
     "preprocess_imagenet",
     "preprocess_small",
@@ -548,3 +549,53 @@ def load_split(
         dataset = dataset.repeat()
     dataset = dataset.prefetch(tf.data.AUTOTUNE)
     return Split(dataset, int(num), int(classes), (size, size, int(shape[-1])), source)
+
+
+def load_eval_split_for(
+    input_shape: Sequence[int],
+    name: str,
+    split: str | None = None,
+    *,
+    batch_size: int,
+    data_dir: str | None = None,
+    download: bool = True,
+    model: str = "the model",
+) -> tuple[str, Split]:
+    """The evaluation pipeline of a split at a model's input size, checked against it.
+
+    # Arguments
+        input_shape: The model's `(height, width, channels)`.
+        name, data_dir, download: As for `load_split`.
+        split: Split; None: the dataset's test/validation split (`default_eval_split`).
+        batch_size: Batch size.
+        model: How the model is named in the error message (e.g. its path).
+
+    # Returns
+        `(split, Split)`: the split's name and the pipeline.
+
+    # Raises
+        DataError: data not found, or images of another shape than `input_shape` (a
+            model trained on another dataset).
+
+    # Example
+        ```python
+        split, data = load_eval_split_for(model.inputs[0].shape[1:], "fashion_mnist",
+                                          batch_size=256)
+        ```
+    """
+    input_shape = tuple(input_shape)
+    split = split or default_eval_split(name, data_dir)
+    data = load_split(
+        name,
+        split,
+        training=False,
+        batch_size=batch_size,
+        data_dir=data_dir,
+        image_size=input_shape[0],
+        download=download,
+    )
+    if data.input_shape != input_shape:
+        raise DataError(
+            f"{model} expects inputs {input_shape}, but {name} gives {data.input_shape}."
+        )
+    return split, data

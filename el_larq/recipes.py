@@ -17,7 +17,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from el_larq.elasticize import check_options, elasticize
+from el_larq.elasticize import check_options
 from el_larq.zoo import KERAS_PREFIX, get_model
 
 __all__ = [
@@ -90,6 +90,8 @@ _TRAINING = {
     "lr_decay_factor": (_NUMBER, False),
     "lr_schedule": (_STR, False),
     "input_size": (_INT, False),
+    # keras-applications' BatchNorms use 0.999: too slow for short runs (TrainConfig).
+    "batch_norm_momentum": (_NUMBER, False),
 }
 # The paper's training recipe ("Training Details"), shared by every recipe; a recipe's own
 # `training` mapping overrides single values.
@@ -287,6 +289,8 @@ def _check_training(training: dict, where: str, prefix: str) -> None:
             )
     if training.get("weight_decay", 0) < 0:
         raise ValueError(f"Recipe file {where}: {prefix}.weight_decay must be >= 0.")
+    if not 0 <= training.get("batch_norm_momentum", 0) < 1:
+        raise ValueError(f"Recipe file {where}: {prefix}.batch_norm_momentum must be in [0, 1).")
     fractions = training.get("lr_decay_epochs_fraction", [])
     numbers = all(isinstance(f, (int, float)) and not isinstance(f, bool) for f in fractions)
     if not (numbers and all(0 < f < 1 for f in fractions)):
@@ -312,7 +316,10 @@ def build_recipe(name: str, **overrides: Any) -> tf.keras.Model:
         ```
     """
     recipe = load_recipe(name)
-    model = get_model(recipe["model"], **{**recipe["model_kwargs"], **overrides})
-    if "elasticize" in recipe:
-        model = elasticize(model, **recipe["elasticize"])[0]
-    return model
+    momentum = recipe.get("training", {}).get("batch_norm_momentum")
+    return get_model(
+        recipe["model"],
+        elasticize=recipe.get("elasticize"),
+        batch_norm_momentum=momentum,
+        **{**recipe["model_kwargs"], **overrides},
+    )

@@ -183,3 +183,17 @@ def test_idx_images_must_be_bytes_and_labels_integers(tmp_path):
         f.write(header + np.zeros((4, 8, 8), ">i4").tobytes())
     with pytest.raises(data.DataError, match=r"images must be unsigned bytes \(IDX type 0x08\)"):
         data.load_split("fashion_mnist", "train", training=True, batch_size=2, data_dir=directory)
+
+
+def test_eval_split_for_a_model_picks_the_test_split_and_checks_the_shape(tmp_path):
+    make_idx_dataset(tmp_path, train=4, test=3)
+    split, loaded = data.load_eval_split_for((28, 28, 1), "fashion_mnist", batch_size=2,
+                                             data_dir=str(tmp_path))  # fmt: skip
+    assert split == "test" and loaded.num_examples == 3 and loaded.input_shape == (28, 28, 1)
+    # Another size is resized to; another channel count cannot be: one line naming the model.
+    _, resized = data.load_eval_split_for((32, 32, 1), "fashion_mnist", batch_size=2,
+                                          data_dir=str(tmp_path))  # fmt: skip
+    assert next(iter(resized.dataset))[0].shape == (2, 32, 32, 1)
+    with pytest.raises(data.DataError, match=r"^m.h5 expects inputs \(28, 28, 3\), but "):
+        data.load_eval_split_for((28, 28, 3), "fashion_mnist", batch_size=2,
+                                 data_dir=str(tmp_path), model="m.h5")  # fmt: skip

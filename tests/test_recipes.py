@@ -102,3 +102,12 @@ def test_an_elasticize_recipe_checks_its_options():
     recipe["elasticize"] = {"elastic_link": "no"}
     with pytest.raises(ValueError, match="^Recipe file x.json: elasticize option elastic_link "):
         recipes.validate_recipe(recipe, "x.json")
+
+
+def test_a_recipe_may_set_batch_norm_momentum_in_0_1():
+    recipe = copy.deepcopy(recipes.load_recipe("mobilenetv2"))
+    recipe["training"]["batch_norm_momentum"] = 0.9
+    recipes.validate_recipe(recipe, "x.json")
+    recipe["training"]["batch_norm_momentum"] = 1.0
+    with pytest.raises(ValueError, match=r"^Recipe file x.json: training.batch_norm_momentum "):
+        recipes.validate_recipe(recipe, "x.json")

@@ -163,6 +163,7 @@ def _bad(tmp_path, idx_dir, *args, env=None):
         (["--steps_per_epoch", "0"], "--steps_per_epoch must be at least 1, got 0."),
         (["--epochs", "two"], "flag --epochs=two: invalid literal for int()"),  # absl's parser
         (["--width", "inf"], "--width must be a finite number, got inf."),
+        (["--batch_norm_momentum", "1"], "--batch_norm_momentum must be in [0, 1), got 1.0."),
         (["--output_dir", ""], "--output_dir must not be empty."),
         (["--recipe", "../zoo/el_resnet26"], "Unknown recipe '../zoo/el_resnet26'. Valid"),
     ],

@@ -404,6 +404,27 @@ def test_every_recipe_builds(name):
         assert linked == recipe["elasticize"].get("elastic_link", True)
 
 
+def test_get_model_sets_batch_norm_momentum_and_elasticizes():
+    kwargs = dict(input_shape=(32, 32, 1), num_classes=10, width=0.35)
+    model = get_model("keras:MobileNetV2", **kwargs)
+    norms = [
+        layer for layer in model.layers if isinstance(layer, tf.keras.layers.BatchNormalization)
+    ]
+    assert {layer.momentum for layer in norms} == {0.999}  # keras-applications' ImageNet value
+    binary = get_model(
+        "keras:MobileNetV2", elasticize={"elastic_link": True}, batch_norm_momentum=0.9, **kwargs
+    )
+    norms = [
+        layer for layer in binary.layers if isinstance(layer, tf.keras.layers.BatchNormalization)
+    ]
+    # The reused float BatchNorms got the momentum before elasticize copied them.
+    assert {layer.momentum for layer in norms} == {0.9} and len(norms) > 52
+    assert any(isinstance(layer, ElasticLink) for layer in binary.layers)
+    assert get_model("keras:MobileNetV2", elasticize=None, **kwargs).count_params() == (
+        model.count_params()
+    )
+
+
 def test_unknown_recipe_lists_valid_names():
     with pytest.raises(ValueError, match="Valid recipes: .*el_resnet26"):
         load_recipe("el7")

@@ -76,20 +76,10 @@ def main(argv):
         shapes = {tuple(model.inputs[0].shape[1:]) for model in models.values()}
         if len(shapes) != 1:
             raise training.ConfigError(f"the models take different inputs: {sorted(shapes)}.")
-        shape = shapes.pop()
-        split = FLAGS.split or data_lib.default_eval_split(FLAGS.dataset, FLAGS.data_dir)
-        data = data_lib.load_split(
-            FLAGS.dataset,
-            split,
-            training=False,
-            batch_size=FLAGS.images,
-            data_dir=FLAGS.data_dir,
-            image_size=shape[0],
-        )
-        if data.input_shape != shape:
-            raise training.ConfigError(
-                f"the models expect inputs {shape}, but {FLAGS.dataset} gives {data.input_shape}."
-            )
+        split, data = data_lib.load_eval_split_for(
+            shapes.pop(), FLAGS.dataset, FLAGS.split, batch_size=FLAGS.images,
+            data_dir=FLAGS.data_dir, model="the models",
+        )  # fmt: skip
         batch = data.dataset.unbatch().skip(FLAGS.offset).take(FLAGS.images).batch(FLAGS.images)
         images = next(iter(batch.as_numpy_iterator()), (None,))[0]
         if images is None:

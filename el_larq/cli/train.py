@@ -71,12 +71,16 @@ flags.DEFINE_float("temperature", 1.0, "Temperature of the distributional loss."
 flags.DEFINE_float("distribution_weight", 1.0, "Weight of the distributional loss.")
 flags.DEFINE_float("label_weight", 0.0, "Weight of the label cross-entropy with a --teacher.")
 flags.DEFINE_float("weight_decay", 0.0, "L2 on conv/dense kernels, added to the loss.")
+flags.DEFINE_float(
+    "batch_norm_momentum", None,
+    "Set every BatchNorm's momentum (keras-applications' 0.999 needs long runs; 0.9 for short).",
+)  # fmt: skip
 flags.DEFINE_string("init_from", None, "Model/weights file of the same network to start from.")
 flags.mark_flag_as_required("output_dir")
 
 # Flags that override a recipe only when given on the command line.
 _RECIPE_FLAGS = ("epochs", "batch_size", "learning_rate", "lr_decay_epochs", "lr_decay_factor")
-_RECIPE_FLAGS += ("width", "image_size", "lr_schedule", "weight_decay")
+_RECIPE_FLAGS += ("width", "image_size", "lr_schedule", "weight_decay", "batch_norm_momentum")
 _RECIPE_FLAGS += ("temperature", "distribution_weight", "label_weight")
 
 
@@ -86,7 +90,7 @@ def _overrides() -> dict:
         "epochs", "batch_size", "learning_rate", "lr_schedule", "lr_decay_factor", "width",
         "seed", "strategy", "steps_per_epoch", "validation_steps", "backup_steps", "jit_compile",
         "verbose", "overwrite", "teacher", "temperature", "distribution_weight", "label_weight",
-        "weight_decay", "init_from", "elasticize",
+        "weight_decay", "init_from", "elasticize", "batch_norm_momentum",
     ]  # fmt: skip
     values = {name: FLAGS[name].value for name in names}
     values["elasticize_options"] = _elasticize_options()

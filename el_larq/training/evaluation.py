@@ -61,8 +61,8 @@ def evaluate_model(
         `top1`, `top5` and, for a `.tflite`, `interpreter_batch` (the batch it ran at).
 
     # Raises
-        ConfigError: missing model file, input shape or class count that does not match
-            the dataset; DataError: data not found;
+        ConfigError: missing model file, or a class count that does not match the
+            dataset; DataError: data not found, or an input shape that does not match;
         `el_larq.safety.DeploymentError`: a file that does not load.
 
     # Example
@@ -96,20 +96,10 @@ def evaluate_model(
         input_shape = tuple(model.inputs[0].shape[1:])
         classes = model.outputs[0].shape[-1]
         predict, kind = (lambda x: model.predict_on_batch(x)), "keras"
-    split = split or data_lib.default_eval_split(dataset, data_dir)
-    data = data_lib.load_split(
-        dataset,
-        split,
-        training=False,
-        batch_size=batch_size,
-        data_dir=data_dir,
-        image_size=input_shape[0],
-        download=download,
-    )
-    if data.input_shape != input_shape:
-        raise ConfigError(
-            f"{path} expects inputs {input_shape}, but {dataset} gives {data.input_shape}."
-        )
+    split, data = data_lib.load_eval_split_for(
+        input_shape, dataset, split, batch_size=batch_size, data_dir=data_dir,
+        download=download, model=path,
+    )  # fmt: skip
     if classes != data.num_classes:  # scores against the wrong label set mean nothing
         raise ConfigError(
             f"{path} predicts {classes} classes, but {dataset} split {split!r} has "

@@ -359,16 +359,16 @@ def _versions() -> dict[str, str | None]:
 def _build_model(config: TrainConfig, input_shape, num_classes: int) -> tf.keras.Model:
     """The zoo model, or a `keras:` application (elasticized with `config.elasticize`)."""
     from el_larq import zoo
-    from el_larq.elasticize import elasticize
 
-    model = zoo.get_model(
+    return zoo.get_model(
         config.model,
         input_shape=input_shape,
         num_classes=num_classes,
         width=config.width,
+        elasticize=config.elasticize_options if config.elasticize else None,
+        batch_norm_momentum=config.batch_norm_momentum,
         **config.model_kwargs,
     )
-    return elasticize(model, **config.elasticize_options)[0] if config.elasticize else model
 
 
 def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -> dict[str, Any]:

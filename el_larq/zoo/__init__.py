@@ -55,6 +55,7 @@ import tensorflow as tf
 
 # Introspection lives in el_larq.summary (which does not import the zoo); re-exported here
 # because zoo users reach for it.
+from el_larq.elasticize import elasticize as elasticize_model
 from el_larq.summary import gamma_report, model_summary, plot_gamma_report
 from el_larq.zoo.mobilenet import binary_mobilenet, el_mobilenet, mobilenet
 from el_larq.zoo.preprocessing import preprocess_input, with_preprocessing
@@ -217,29 +218,52 @@ def check_model_name(name: str) -> None:
         raise ValueError(f"Unknown model {name!r}. Valid models: {', '.join(sorted(MODELS))}.")
 
 
-def get_model(name: str, **kwargs: Any) -> tf.keras.Model:
+def get_model(
+    name: str,
+    *,
+    elasticize: dict[str, Any] | None = None,
+    batch_norm_momentum: float | None = None,
+    **kwargs: Any,
+) -> tf.keras.Model:
     """Build the zoo model `name` with builder keyword arguments `kwargs`.
 
     # Arguments
         name: A key of `MODELS`, e.g. `"el_resnet26"`, or `keras:<Application>` for a
             float `tf.keras.applications` CNN (`keras_application`).
+        elasticize: Options of `el_larq.elasticize.elasticize` (may be empty): binarize
+            the built float model with Elastic-Link. None: return the model as built.
+        batch_norm_momentum: Set every BatchNormalization's momentum (before
+            elasticizing, so that reused BatchNorms keep it). keras-applications use
+            0.999, tuned to ImageNet-length runs: after a few hundred steps their moving
+            statistics are still near their initial values and inference is at chance.
         **kwargs: Passed to the builder (`input_shape`, `num_classes`, `width`, switches).
 
     # Returns
         A `tf.keras.Model`.
 
     # Raises
-        ValueError: `name` is not a zoo model (the message lists the valid names).
+        ValueError: `name` is not a zoo model (the message lists the valid names), or
+            (`el_larq.elasticize.ElasticizeError`) a model elasticize cannot rewrite.
 
     # Example
         ```python
         model = get_model("el_resnet26", input_shape=(28, 28, 1), num_classes=10, width=0.25)
+        binary = get_model("keras:MobileNetV2", input_shape=(32, 32, 1), num_classes=10,
+                           elasticize={"elastic_link": True}, batch_norm_momentum=0.9)
         ```
     """
     check_model_name(name)
     if name.startswith(KERAS_PREFIX):
-        return keras_application(name[len(KERAS_PREFIX) :], **kwargs)
-    return MODELS[name](**kwargs)
+        model = keras_application(name[len(KERAS_PREFIX) :], **kwargs)
+    else:
+        model = MODELS[name](**kwargs)
+    if batch_norm_momentum is not None:
+        for layer in model.layers:
+            if isinstance(layer, tf.keras.layers.BatchNormalization):
+                layer.momentum = float(batch_norm_momentum)
+    if elasticize is not None:
+        model = elasticize_model(model, **elasticize)[0]
+    return model
 
 
 def summary_table(names: list[str] | None = None, input_shape=(224, 224, 3)) -> str:
