@@ -135,6 +135,8 @@ _RECIPE_VALUES = {
     # Not in RECIPE (each dataset's own size by default): for models with a minimum input
     # size, e.g. keras-applications' 32 px.
     "image_size": (_positive_int, "a positive integer"),
+    # Also not in RECIPE: keras-applications' BatchNorms (0.999) need it for short runs.
+    "batch_norm_momentum": (_fractions, "a number in (0, 1)"),
 }
 
 
