@@ -449,3 +449,13 @@ def test_evaluate_checks_json_and_class_count_before_evaluating(tmp_path, idx16)
         f"evaluate.py: error: {tmp_path / 'seven.h5'} predicts 7 classes, but fashion_mnist "
         "split 'test' has 10; evaluate it on the dataset it was trained for."
     )
+
+
+def test_include_preprocessing_is_refused_before_training(tmp_path, idx_dir):
+    # The pipeline feeds x / 255 - mean: a model that normalises again would train on
+    # near-constant inputs without any error.
+    recipe = json.loads((ROOT / "el_larq" / "recipe_files" / "el_resnet18.json").read_text())
+    recipe["model_kwargs"]["include_preprocessing"] = True
+    (tmp_path / "mine.json").write_text(json.dumps(recipe))
+    line = _bad(tmp_path, idx_dir, "--recipe", "mine", env={"EL_LARQ_RECIPES": str(tmp_path)})
+    assert line.startswith("train.py: error: include_preprocessing=True would normalise the ")

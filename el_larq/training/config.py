@@ -269,6 +269,12 @@ def _check_config(config: TrainConfig) -> None:
         )
     if not isinstance(config.model_kwargs, dict):
         raise ConfigError(f"model_kwargs must be a mapping, got {config.model_kwargs!r}.")
+    if config.model_kwargs.get("include_preprocessing"):  # the pipeline normalises already
+        raise ConfigError(
+            "include_preprocessing=True would normalise the images twice (the input pipeline "
+            "does x / 255 - mean): train without it and add it to the trained model with "
+            "el_larq.zoo.with_preprocessing."
+        )
     _check_distillation(config)
 
 
