@@ -41,7 +41,7 @@ def _broken(key: str, value):
         ("training.lr_decay_epochs_fraction", [50, 80], "training.lr_decay_epochs_fraction "
          "must be a list of numbers in (0, 1), got [50, 80]."),
         ("training.epoch", 10, "unknown key training.'epoch'; valid keys of training: "
-         "batch_size, epochs, input_size,"),
+         "batch_norm_momentum, batch_size, epochs,"),
         ("modle", "x", "unknown key 'modle'; valid keys: description, elasticize, "
          "model, model_kwargs,"),
         ("model", _MISSING, "the key model is missing."),
