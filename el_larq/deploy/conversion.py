@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
 import re
 import tempfile
+from collections.abc import Iterator
 
+import larq as lq
 import larq_compute_engine as lce
 import tensorflow as tf
 
@@ -12,6 +16,75 @@ from el_larq.io import captured_stderr
 from el_larq.safety import DeploymentError
 
 __all__ = ["convert"]
+
+
+def _misfused(padding: tf.keras.layers.ZeroPadding2D) -> bool:
+    """Whether LCE 0.16's fuse-padding pass would turn this padding + its conv into a
+    wrong `"SAME"` conv.
+
+    The pass folds `PAD -> CONV_2D/DEPTHWISE_CONV_2D("VALID")` into a `"SAME"` conv when
+    the output size is `ceil(n / stride)` and the padding is split as SAME splits it, but
+    it does not check the padding's total against SAME's. With stride 2 they differ:
+    keras-applications' ResNet/DenseNet stems pad 3 + 3 before a 7x7/2 conv, where SAME
+    pads 2 + 3 on an even input, so the converted stem reads the image one pixel off.
+    """
+    if len(padding._outbound_nodes) != 1:
+        return False  # the pass needs the pad to have one use
+    conv = padding._outbound_nodes[0].outbound_layer
+    quantized = (lq.layers.QuantConv2D, lq.layers.QuantDepthwiseConv2D)
+    if (
+        not isinstance(conv, (tf.keras.layers.Conv2D, tf.keras.layers.DepthwiseConv2D))
+        or isinstance(conv, quantized)
+        or conv.padding != "valid"
+        or conv.data_format != "channels_last"
+    ):
+        return False
+    sizes_in, sizes_out = padding.input_shape[1:3], conv.output_shape[1:3]
+    for axis in range(2):
+        n, out = sizes_in[axis], sizes_out[axis]
+        before, after = padding.padding[axis]
+        stride, kernel = conv.strides[axis], conv.kernel_size[axis]
+        if n is None or out is None:
+            return False
+        total = before + after
+        fused = out == math.ceil(n / stride) and (before, after) == (total // 2, (total + 1) // 2)
+        span = (kernel - 1) * conv.dilation_rate[axis] + 1
+        if fused and total != max((out - 1) * stride + span - n, 0):
+            return True
+    return False
+
+
+@contextlib.contextmanager
+def _unfused_paddings(model: tf.keras.Model) -> Iterator[int]:
+    """While tracing, pad in two `PAD`s where one would be fused wrongly (`_misfused`).
+
+    The same zeros in the same places (before, then after), so the model's function is
+    unchanged; the converter keeps two `PAD` ops, and the one before the conv pads on one
+    side only, which the pass folds only where that is SAME's padding. Yields how many
+    layers it changed.
+    """
+    layers = [
+        layer
+        for layer in model.layers
+        if isinstance(layer, tf.keras.layers.ZeroPadding2D) and _misfused(layer)
+    ]
+
+    def two_pads(layer):
+        (top, bottom), (left, right) = layer.padding
+
+        def call(inputs):
+            x = tf.pad(inputs, [[0, 0], [top, 0], [left, 0], [0, 0]])
+            return tf.pad(x, [[0, 0], [0, bottom], [0, right], [0, 0]])
+
+        return call
+
+    for layer in layers:
+        layer.call = two_pads(layer)
+    try:
+        yield len(layers)
+    finally:
+        for layer in layers:
+            del layer.call  # the class's call again
 
 
 def _convert_traced(model: tf.keras.Model, target: str) -> bytes:
@@ -22,8 +95,13 @@ def _convert_traced(model: tf.keras.Model, target: str) -> bytes:
     converter needs only one inference function, so that is all we save (about 3x
     faster on EL-ResNet50); the conversion itself is LCE's `convert_saved_model`.
     """
-    if len(model.inputs) != 1:
-        return lce.convert_keras_model(model, target=target)
+    with _unfused_paddings(model):
+        if len(model.inputs) != 1:
+            return lce.convert_keras_model(model, target=target)
+        return _convert_saved_model(model, target)
+
+
+def _convert_saved_model(model: tf.keras.Model, target: str) -> bytes:
     spec = tf.TensorSpec((None, *model.input_shape[1:]), model.inputs[0].dtype)
     serve = tf.function(lambda x: model(x, training=False), input_signature=[spec])
     module = tf.Module()
