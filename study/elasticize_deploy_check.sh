@@ -17,6 +17,7 @@ PY=${PY:-.venv/bin/python}
 RUNS=${RUNS:-runs/elasticize_deploy}
 RESULTS=${RESULTS:-docs/results/elasticize/deploy}
 APPS=${APPS:-ResNet50V2 MobileNet DenseNet121 EfficientNetB0}
+source study/records.sh
 mkdir -p "$RESULTS"
 
 for app in $APPS; do
@@ -37,10 +38,5 @@ for app in $APPS; do
   for file in config.json metrics.json conversion.json conversion.txt eval.json; do
     [ -f "$out/$file" ] && cp "$out/$file" "$RESULTS/$app/"
   done
-  if [ "${COMMIT:-0}" = 1 ] && [ -n "$(git status --porcelain -- "$RESULTS")" ]; then
-    for _ in 1 2 3 4 5; do  # another study may hold the index lock for a moment
-      git add -- "$RESULTS" && git commit -q -m "elasticize deploy check: $app" -- "$RESULTS" && break
-      sleep 5
-    done
-  fi
+  commit_results "elasticize deploy check: $app"
 done

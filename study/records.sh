@@ -17,9 +17,14 @@ save() {
       done
     done
   done
+  commit_results "$STUDY: results of $1"
+}
+
+# With COMMIT=1, commit what changed under $RESULTS (only there) with message $1.
+commit_results() {
   if [ "${COMMIT:-0}" = 1 ] && [ -n "$(git status --porcelain -- "$RESULTS")" ]; then
     for _ in 1 2 3 4 5; do  # other commits may hold the index lock for a moment
-      git add -- "$RESULTS" && git commit -q -m "$STUDY: results of $1" -- "$RESULTS" && break
+      git add -- "$RESULTS" && git commit -q -m "$1" -- "$RESULTS" && break
       sleep 5
     done
   fi
