@@ -58,10 +58,10 @@ def _misfused(padding: tf.keras.layers.ZeroPadding2D) -> bool:
 def _unfused_paddings(model: tf.keras.Model) -> Iterator[int]:
     """While tracing, pad in two `PAD`s where one would be fused wrongly (`_misfused`).
 
-    The same zeros in the same places (before, then after), so the model's function is
-    unchanged; the converter keeps two `PAD` ops, and the one before the conv pads on one
-    side only, which the pass folds only where that is SAME's padding. Yields how many
-    layers it changed.
+    The same zeros in the same places (after, then before), so the model's function is
+    unchanged; the converter keeps two `PAD` ops, and the one before the conv pads only
+    before, which the pass never takes for SAME's split (SAME pads at least as much after
+    as before). Yields how many layers it changed.
     """
     layers = [
         layer
@@ -73,8 +73,8 @@ def _unfused_paddings(model: tf.keras.Model) -> Iterator[int]:
         (top, bottom), (left, right) = layer.padding
 
         def call(inputs):
-            x = tf.pad(inputs, [[0, 0], [top, 0], [left, 0], [0, 0]])
-            return tf.pad(x, [[0, 0], [0, bottom], [0, right], [0, 0]])
+            x = tf.pad(inputs, [[0, 0], [0, bottom], [0, right], [0, 0]])
+            return tf.pad(x, [[0, 0], [top, 0], [left, 0], [0, 0]])
 
         return call
 
