@@ -65,7 +65,8 @@ def test_study_trains_evaluates_converts_el6_and_reports(tmp_path):
 @pytest.mark.parametrize(
     "args, expected",
     [
-        (["--set", "epochz=1"], "--set 'epochz=1': expected KEY=VALUE with KEY in ['batch_size',"),
+        (["--set", "epochz=1"], "--set 'epochz=1': expected KEY=VALUE with KEY in "
+         "['batch_norm_momentum', 'batch_size',"),
         (["--set", "epochs=two"], "--set epochs='two': epochs must be a positive integer."),
         (["--set", "lr_decay_epochs=50,80"], "--set lr_decay_epochs='50,80': lr_decay_epochs "
                                              "must be fractions in (0, 1), comma-separated."),
