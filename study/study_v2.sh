@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Reproduction study v2: every configuration of the paper's Tables 1-4, the MobileNet
 # trio and both downsampling readings, one budget, 3 seeds, two runs at a time (each
-# pinned to one core). Resumable: rerun it and finished runs are skipped; a killed run
-# resumes from its last backup. Every finished run's small files are copied to
-# $RESULTS/<run>/ (and committed with COMMIT=1) within a minute of finishing.
+# pinned to one core). Resumable: rerun it and finished runs are skipped (also those only
+# recorded in $RESULTS); a killed run resumes from its last backup. Every finished run's
+# small files are copied to $RESULTS/<run>/ (committed with COMMIT=1) within a minute.
 #
 #   bash study/study_v2.sh
 #   COMMIT=1 bash study/study_v2.sh
@@ -25,6 +25,7 @@ BUDGET=${BUDGET:-width=0.25,batch_size=128,epochs=20,steps_per_epoch=60,validati
 CONFIGS=${ONLY:-resnet26,sresnet26_ks,el_resnet26,sresnet26,sresnet26_ke,sresnet26_ks_ke,sresnet26_ks_ki,sresnet26_ks_ki_ke,el1,el2,el3,el4,el5,sresnet26_reduce_fp,sresnet26_reduce_el_minus,resnet18,bireal_resnet18,el_resnet18,mobilenet,binary_mobilenet,el_mobilenet,sresnet26_ks_stride_reduce,el_resnet26_stride_reduce}
 STUDY="study v2"
 source study/records.sh
+restore  # finished runs recorded in $RESULTS are not trained again
 
 (while sleep 60; do save "finished runs"; done) &
 watcher=$!
