@@ -13,15 +13,14 @@ one line per run). Every number is read from the records.
 """
 
 import csv
-import glob
 import io
 import json
-import math
 import os
 import statistics
 import sys
 
 from absl import app, flags
+from study_records import collect, format_interval, paired_difference, top1_by_recipe, verdict
 
 import el_larq  # noqa: F401  (Keras 2 before TensorFlow)
 from el_larq.io import write_atomic
@@ -31,52 +30,6 @@ flags.DEFINE_string("records", None, "Folder of run records (<recipe>_s<seed>/).
 flags.DEFINE_string("out_dir", None, "Where runs.csv, results.md and curves.png go.")
 flags.DEFINE_list("compare", [], "Paired comparisons A:B (recipe names).")
 flags.mark_flags_as_required(["records", "out_dir"])
-
-# Two-sided 95 % quantiles of Student's t for 1..10 degrees of freedom.
-_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228]
-
-
-def _load(path: str):
-    with open(path) as f:
-        return json.load(f)
-
-
-def collect(records: str) -> list[dict]:
-    """One entry per run record: recipe, seed, test top-1, wall time, per-stage curves."""
-    runs = []
-    for folder in sorted(glob.glob(os.path.join(records, "*_s*"))):
-        if not os.path.exists(os.path.join(folder, "final_eval.json")):
-            continue
-        meta = _load(os.path.join(folder, "study.json"))
-        lce = os.path.join(folder, "final_eval_lce.json")
-        stages = {
-            os.path.basename(path).removesuffix("_metrics.json"): _load(path)
-            for path in sorted(glob.glob(os.path.join(folder, "[0-9]_*_metrics.json")))
-        }
-        if not stages and os.path.exists(os.path.join(folder, "metrics.json")):
-            stages = {"run": _load(os.path.join(folder, "metrics.json"))}
-        runs.append(
-            {
-                "recipe": meta["recipe"],
-                "seed": meta["seed"],
-                "test_top1": _load(os.path.join(folder, "final_eval.json"))[0]["top1"],
-                "lce_top1": _load(lce)[0]["top1"] if os.path.exists(lce) else None,
-                "wall_seconds": meta["wall_seconds"],
-                "budget": meta["study_recipe"],
-                "stages": stages,
-            }
-        )
-    return runs
-
-
-def paired_difference(a: dict[int, float], b: dict[int, float]) -> tuple[float, float, int]:
-    """Mean of `a[s] - b[s]` over common seeds and the half-width of its 95 % t interval."""
-    seeds = sorted(set(a) & set(b))
-    diffs = [a[s] - b[s] for s in seeds]
-    if len(diffs) < 2:
-        return (diffs[0] if diffs else math.nan), math.inf, len(diffs)
-    half = _T975[min(len(diffs) - 2, len(_T975) - 1)] * statistics.stdev(diffs) / len(diffs) ** 0.5
-    return statistics.mean(diffs), half, len(diffs)
 
 
 def results_table(runs: list[dict]) -> str:
@@ -113,9 +66,7 @@ def lce_table(runs: list[dict]) -> str:
 
 
 def comparisons(runs: list[dict], pairs: list[str]) -> str:
-    top1 = {}
-    for run in runs:
-        top1.setdefault(run["recipe"], {})[run["seed"]] = 100 * run["test_top1"]
+    top1 = top1_by_recipe(runs)
     lines = [
         "| comparison | seeds | mean difference (points) | 95 % CI | verdict |",
         "| --- | --- | --- | --- | --- |",
@@ -126,10 +77,8 @@ def comparisons(runs: list[dict], pairs: list[str]) -> str:
         if n == 0:
             lines.append(f"| {a} − {b} | 0 | – | – | no common seeds yet |")
             continue
-        low, high = mean - half, mean + half
-        verdict = f"{a} > {b}" if low > 0 else f"{a} < {b}" if high < 0 else "undecided"
-        ci = f"[{low:+.2f}, {high:+.2f}]" if math.isfinite(half) else "– (one seed)"
-        lines.append(f"| {a} − {b} | {n} | {mean:+.2f} | {ci} | {verdict} |")
+        ci = format_interval(mean, half)
+        lines.append(f"| {a} − {b} | {n} | {mean:+.2f} | {ci} | {verdict(mean, half, a, b)} |")
     return "\n".join(lines)
 
 

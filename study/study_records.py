@@ -1,0 +1,117 @@
+"""Committed run records of a study, read back, and paired comparisons over seeds.
+
+Shared by `study/distillation_report.py` and `study/report_v2.py`. A record folder is
+`<recipe>_s<seed>/` as `study/records.sh` saves it: `study.json`, `final_eval.json`,
+optionally `final_eval_lce.json`, `metrics.json` and `gamma_report.json` (one-stage
+runs) or `<n>_<stage>_metrics.json` / `<n>_<stage>_gamma_report.json` (staged runs).
+No flags here, so both reports can import it.
+"""
+
+import glob
+import json
+import math
+import os
+import statistics
+
+# Two-sided 95 % quantiles of Student's t for 1..10 degrees of freedom.
+_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228]
+
+
+def load_json(path: str):
+    with open(path) as f:
+        return json.load(f)
+
+
+def collect(records: str) -> list[dict]:
+    """One entry per finished run record, in folder order.
+
+    # Returns
+        Dicts with `recipe`, `seed`, `test_top1`, `lce_top1` (None unless converted),
+        `wall_seconds`, `budget` (the study recipe), `stages` (stage name -> per-epoch
+        metrics; `"run"` for a one-stage run) and `gamma` (the final model's gamma
+        report, `[]` without Elastic-Link gammas).
+    """
+    runs = []
+    for folder in sorted(glob.glob(os.path.join(records, "*_s*"))):
+        if not os.path.exists(os.path.join(folder, "final_eval.json")):
+            continue
+        meta = load_json(os.path.join(folder, "study.json"))
+        lce = os.path.join(folder, "final_eval_lce.json")
+        stages = {
+            os.path.basename(path).removesuffix("_metrics.json"): load_json(path)
+            for path in sorted(glob.glob(os.path.join(folder, "[0-9]_*_metrics.json")))
+        }
+        if not stages and os.path.exists(os.path.join(folder, "metrics.json")):
+            stages = {"run": load_json(os.path.join(folder, "metrics.json"))}
+        gammas = sorted(glob.glob(os.path.join(folder, "[0-9]_*_gamma_report.json")))
+        gamma = os.path.join(folder, "gamma_report.json")
+        gamma = gammas[-1] if gammas else gamma  # the last stage's model is the run's
+        runs.append(
+            {
+                "recipe": meta["recipe"],
+                "seed": meta["seed"],
+                "test_top1": load_json(os.path.join(folder, "final_eval.json"))[0]["top1"],
+                "lce_top1": load_json(lce)[0]["top1"] if os.path.exists(lce) else None,
+                "wall_seconds": meta["wall_seconds"],
+                "budget": meta["study_recipe"],
+                "stages": stages,
+                "gamma": load_json(gamma) if os.path.exists(gamma) else [],
+            }
+        )
+    return runs
+
+
+def t_interval(values: list[float]) -> tuple[float, float]:
+    """Mean of `values` and the half-width of its t-based 95 % confidence interval.
+
+    The half-width is `inf` for fewer than two values (no interval can be given).
+    """
+    if len(values) < 2:
+        return (values[0] if values else math.nan), math.inf
+    t = _T975[min(len(values) - 2, len(_T975) - 1)]
+    return statistics.mean(values), t * statistics.stdev(values) / len(values) ** 0.5
+
+
+def contrast(
+    top1: dict[str, dict[int, float]], weights: dict[str, float]
+) -> tuple[float, float, int]:
+    """A per-seed contrast of recipes, e.g. `{"a": 1, "b": -1}` for `a - b`.
+
+    # Arguments
+        top1: recipe -> seed -> test top-1.
+        weights: recipe -> coefficient; the contrast is formed per seed over the seeds
+            every recipe in `weights` has (runs of one seed share the data order).
+
+    # Returns
+        The mean contrast, the half-width of its 95 % t interval, the number of seeds.
+    """
+    seeds = set.intersection(*(set(top1.get(recipe, {})) for recipe in weights))
+    values = [sum(w * top1[r][s] for r, w in weights.items()) for s in sorted(seeds)]
+    mean, half = t_interval(values)
+    return mean, half, len(values)
+
+
+def paired_difference(a: dict[int, float], b: dict[int, float]) -> tuple[float, float, int]:
+    """Mean of `a[s] - b[s]` over common seeds and the half-width of its 95 % t interval."""
+    return contrast({"a": a, "b": b}, {"a": 1.0, "b": -1.0})
+
+
+def verdict(mean: float, half: float, higher: str, lower: str) -> str:
+    """`"higher > lower"` / `"higher < lower"` when the interval excludes 0, else undecided."""
+    if mean - half > 0:
+        return f"{higher} > {lower}"
+    if mean + half < 0:
+        return f"{higher} < {lower}"
+    return "undecided"
+
+
+def top1_by_recipe(runs: list[dict]) -> dict[str, dict[int, float]]:
+    """recipe -> seed -> test top-1 in percent."""
+    top1: dict[str, dict[int, float]] = {}
+    for run in runs:
+        top1.setdefault(run["recipe"], {})[run["seed"]] = 100 * run["test_top1"]
+    return top1
+
+
+def format_interval(mean: float, half: float) -> str:
+    return f"[{mean - half:+.2f}, {mean + half:+.2f}]" if math.isfinite(half) else "– (one seed)"
