@@ -12,15 +12,21 @@ excludes 0) and `curves.png` (validation top-1 per epoch, stages one after anoth
 one line per run). Every number is read from the records.
 """
 
-import csv
-import io
 import json
 import os
-import statistics
 import sys
 
 from absl import app, flags
-from study_records import collect, format_interval, paired_difference, top1_by_recipe, verdict
+from study_records import (
+    collect,
+    format_interval,
+    lce_table,
+    paired_difference,
+    results_table,
+    top1_by_recipe,
+    verdict,
+    write_runs_csv,
+)
 
 import el_larq  # noqa: F401  (Keras 2 before TensorFlow)
 from el_larq.io import write_atomic
@@ -30,39 +36,6 @@ flags.DEFINE_string("records", None, "Folder of run records (<recipe>_s<seed>/).
 flags.DEFINE_string("out_dir", None, "Where runs.csv, results.md and curves.png go.")
 flags.DEFINE_list("compare", [], "Paired comparisons A:B (recipe names).")
 flags.mark_flags_as_required(["records", "out_dir"])
-
-
-def results_table(runs: list[dict]) -> str:
-    by_recipe: dict[str, list[dict]] = {}
-    for run in runs:
-        by_recipe.setdefault(run["recipe"], []).append(run)
-    lines = [
-        "| recipe | seeds | test top-1 mean ± sd (%) | per seed (%) | wall time per run (s) |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for recipe, group in by_recipe.items():
-        tops = [100 * r["test_top1"] for r in group]
-        sd = f" ± {statistics.stdev(tops):.2f}" if len(tops) > 1 else ""
-        seeds = ", ".join(f"s{r['seed']}: {100 * r['test_top1']:.2f}" for r in group)
-        wall = statistics.mean(r["wall_seconds"] for r in group)
-        lines.append(
-            f"| {recipe} | {len(group)} | {statistics.mean(tops):.2f}{sd} | {seeds} | {wall:.0f} |"
-        )
-    return "\n".join(lines)
-
-
-def lce_table(runs: list[dict]) -> str:
-    """Keras vs LCE-interpreter test top-1 of the runs that were converted (`--strict`)."""
-    lines = [
-        "| run | Keras test top-1 (%) | LCE test top-1 (%) | difference (points) |",
-        "| --- | --- | --- | --- |",
-    ]
-    for run in runs:
-        if run["lce_top1"] is not None:
-            keras, lce = 100 * run["test_top1"], 100 * run["lce_top1"]
-            name = f"{run['recipe']} s{run['seed']}"
-            lines.append(f"| {name} | {keras:.2f} | {lce:.2f} | {lce - keras:+.2f} |")
-    return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def comparisons(runs: list[dict], pairs: list[str]) -> str:
@@ -117,13 +90,7 @@ def main(argv):
     if not runs:
         sys.exit(f"distillation_report.py: error: no finished run records in {FLAGS.records}")
     os.makedirs(FLAGS.out_dir, exist_ok=True)
-    text = io.StringIO()
-    writer = csv.DictWriter(
-        text, ["recipe", "seed", "test_top1", "wall_seconds"], extrasaction="ignore"
-    )
-    writer.writeheader()
-    writer.writerows(runs)
-    write_atomic(os.path.join(FLAGS.out_dir, "runs.csv"), text.getvalue().encode())
+    write_runs_csv(runs, os.path.join(FLAGS.out_dir, "runs.csv"))
     budgets: dict[str, list[str]] = {}
     for run in runs:
         recipes = budgets.setdefault(json.dumps(run["budget"], sort_keys=True), [])

@@ -7,11 +7,16 @@ runs) or `<n>_<stage>_metrics.json` / `<n>_<stage>_gamma_report.json` (staged ru
 No flags here, so both reports can import it.
 """
 
+import csv
 import glob
+import io
 import json
 import math
 import os
 import statistics
+from collections.abc import Callable
+
+from el_larq.io import write_atomic
 
 # Two-sided 95 % quantiles of Student's t for 1..10 degrees of freedom.
 _T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228]
@@ -113,5 +118,60 @@ def top1_by_recipe(runs: list[dict]) -> dict[str, dict[int, float]]:
     return top1
 
 
-def format_interval(mean: float, half: float) -> str:
-    return f"[{mean - half:+.2f}, {mean + half:+.2f}]" if math.isfinite(half) else "– (one seed)"
+def format_interval(mean: float, half: float, digits: int = 2) -> str:
+    """`[low, high]` of a confidence interval, or a dash when there is none."""
+    if not math.isfinite(half):
+        return "– (one seed)"
+    return f"[{mean - half:+.{digits}f}, {mean + half:+.{digits}f}]"
+
+
+def results_table(runs: list[dict], paper: Callable[[str], str] | None = None) -> str:
+    """Test top-1 per recipe: seeds, mean ± sample sd, every seed, wall time per run.
+
+    `paper` (recipe -> text), when given, adds a column, e.g. the paper's numbers.
+    """
+    by_recipe: dict[str, list[dict]] = {}
+    for run in runs:
+        by_recipe.setdefault(run["recipe"], []).append(run)
+    extra = ("", "") if paper is None else (" paper (ImageNet top-1) |", " --- |")
+    lines = [
+        "| recipe | seeds | test top-1 mean ± sd (%) | per seed (%) |"
+        + extra[0]
+        + " wall time per run (s) |",
+        "| --- | --- | --- | --- |" + extra[1] + " --- |",
+    ]
+    for recipe, group in by_recipe.items():
+        tops = [100 * r["test_top1"] for r in group]
+        sd = f" ± {statistics.stdev(tops):.2f}" if len(tops) > 1 else ""
+        seeds = ", ".join(f"s{r['seed']}: {100 * r['test_top1']:.2f}" for r in group)
+        wall = statistics.mean(r["wall_seconds"] for r in group)
+        column = "" if paper is None else f" {paper(recipe)} |"
+        lines.append(
+            f"| {recipe} | {len(group)} | {statistics.mean(tops):.2f}{sd} | {seeds} |"
+            f"{column} {wall:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def lce_table(runs: list[dict]) -> str:
+    """Keras vs LCE-interpreter test top-1 of the runs that were converted (`--strict`)."""
+    lines = [
+        "| run | Keras test top-1 (%) | LCE test top-1 (%) | difference (points) |",
+        "| --- | --- | --- | --- |",
+    ]
+    for run in runs:
+        if run["lce_top1"] is not None:
+            keras, lce = 100 * run["test_top1"], 100 * run["lce_top1"]
+            name = f"{run['recipe']} s{run['seed']}"
+            lines.append(f"| {name} | {keras:.2f} | {lce:.2f} | {lce - keras:+.2f} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def write_runs_csv(runs: list[dict], path: str) -> None:
+    """One row per run (recipe, seed, test top-1, wall seconds), written atomically."""
+    text = io.StringIO()
+    fields = ["recipe", "seed", "test_top1", "lce_top1", "wall_seconds"]
+    writer = csv.DictWriter(text, fields, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(runs)
+    write_atomic(path, text.getvalue().encode())

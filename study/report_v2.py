@@ -1,0 +1,403 @@
+"""Results of study v2 from its committed run records: tables, verdicts, figures.
+
+    python study/report_v2.py [--records docs/results/study_v2/run_records] \\
+        [--out_dir docs/results/study_v2]
+
+Every number is read from the run records that `study/study_v2.sh` commits, so this one
+command regenerates all of them. It writes to `--out_dir`:
+
+- `results.md`: test top-1 per configuration (mean ± sample sd, every seed) beside the
+  paper's ImageNet top-1; every ordering the paper's tables imply (every pair of rows of
+  one table, Table 3 per architecture) as the mean paired difference over seeds with a
+  t-based 95 % confidence interval, "reproduced" / "reversed" only when the interval
+  excludes 0; the two downsampling readings; the gammas of Fig. 4; LCE vs Keras.
+- `runs.csv`: one row per run.
+- `summary.png`: final test top-1 of every configuration, every seed a dot.
+- `curves.png`: validation top-1 per epoch, one panel per table.
+- `gamma.png`: each gamma's change from its initial value (the paper's Fig. 4), per seed.
+
+Runs of one seed share the data order, so differences are paired by seed. The intervals
+are per ordering, not corrected for the number of orderings tested.
+"""
+
+import itertools
+import os
+import statistics
+import sys
+
+from absl import app, flags
+from study_records import (
+    collect,
+    contrast,
+    format_interval,
+    lce_table,
+    results_table,
+    t_interval,
+    top1_by_recipe,
+    write_runs_csv,
+)
+
+import el_larq  # noqa: F401  (Keras 2 before TensorFlow)
+from el_larq.io import write_atomic
+from el_larq.plots import MATPLOTLIB_MISSING, save_png
+from el_larq.recipes import load_recipe
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FLAGS = flags.FLAGS
+flags.DEFINE_string(
+    "records", os.path.join(ROOT, "docs", "results", "study_v2", "run_records"), "Run records."
+)
+flags.DEFINE_string("out_dir", os.path.join(ROOT, "docs", "results", "study_v2"), "Output folder.")
+
+# (title, paper table, recipes): the rows whose pairwise orderings the paper implies.
+# Table 3 compares within one architecture only.
+GROUPS = [
+    (
+        "Table 1: where activation scaling K goes (S-ResNet26)",
+        "1",
+        [
+            "sresnet26",
+            "sresnet26_ks",
+            "sresnet26_ke",
+            "sresnet26_ks_ke",
+            "sresnet26_ks_ki",
+            "sresnet26_ks_ki_ke",
+        ],
+    ),
+    (
+        "Table 2: Elastic-Link's parts (ResNet26)",
+        "2",
+        ["sresnet26_ks", "el1", "el2", "el3", "el4", "el5", "el_resnet26"],
+    ),
+    ("Table 3: ResNet26", "3", ["resnet26", "sresnet26_ks", "el_resnet26"]),
+    ("Table 3: ResNet18", "3", ["resnet18", "bireal_resnet18", "el_resnet18"]),
+    ("Table 3: MobileNet", "3", ["mobilenet", "binary_mobilenet", "el_mobilenet"]),
+    (
+        "Table 4: the reduce 1x1 conv",
+        "4",
+        ["sresnet26_ks", "sresnet26_reduce_fp", "el1", "sresnet26_reduce_el_minus"],
+    ),
+]
+
+# Where a bottleneck downsamples (not a paper ordering: it decides the recipes' default).
+READINGS = [
+    (
+        "EL6: stride on the reduce conv − on the 3x3 conv",
+        {"el_resnet26_stride_reduce": 1, "el_resnet26": -1},
+    ),
+    (
+        "baseline (K_s): stride on the reduce conv − on the 3x3 conv",
+        {"sresnet26_ks_stride_reduce": 1, "sresnet26_ks": -1},
+    ),
+    ("EL6 − baseline, stride on the 3x3 conv", {"el_resnet26": 1, "sresnet26_ks": -1}),
+    (
+        "EL6 − baseline, stride on the reduce conv",
+        {"el_resnet26_stride_reduce": 1, "sresnet26_ks_stride_reduce": -1},
+    ),
+    (
+        "EL6's gain over the baseline: reduce reading − 3x3 reading",
+        {
+            "el_resnet26_stride_reduce": 1,
+            "sresnet26_ks_stride_reduce": -1,
+            "el_resnet26": -1,
+            "sresnet26_ks": 1,
+        },
+    ),
+]
+
+
+def paper_top1(recipe: str, table: str) -> float | None:
+    """The paper's ImageNet top-1 of `recipe` in `table` (None: did not converge)."""
+    for row in load_recipe(recipe)["paper"]:
+        if row["table"] == table:
+            return row["imagenet_top1"]
+    raise ValueError(f"recipe {recipe} has no row of Table {table}")
+
+
+def _rank(top1: float | None) -> float:
+    return float("-inf") if top1 is None else top1
+
+
+def _paper_text(top1: float | None) -> str:
+    return "n/c" if top1 is None else f"{top1:.1f}"
+
+
+def _paper_column(recipe: str) -> str:
+    rows = load_recipe(recipe)["paper"]
+    return "; ".join(f"T{r['table']} {r['row']}: {_paper_text(r['imagenet_top1'])}" for r in rows)
+
+
+def orderings(runs: list[dict]) -> tuple[str, dict[str, int]]:
+    """Every ordering the paper's tables imply, tested; and how many got each verdict."""
+    top1 = top1_by_recipe(runs)
+    counts = {"reproduced": 0, "reversed": 0, "undecided": 0, "not run": 0}
+    lines = []
+    for title, table, recipes in GROUPS:
+        lines += [
+            f"### {title}",
+            "",
+            "| paper (ImageNet top-1) | seeds | mean difference (points) | 95 % CI | verdict |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for a, b in itertools.combinations(recipes, 2):
+            pa, pb = paper_top1(a, table), paper_top1(b, table)
+            if _rank(pa) < _rank(pb):
+                a, b, pa, pb = b, a, pb, pa
+            tie = _rank(pa) == _rank(pb)
+            claim = f"`{a}` {_paper_text(pa)} {'=' if tie else '>'} `{b}` {_paper_text(pb)}"
+            mean, half, n = contrast(top1, {a: 1, b: -1})
+            if n < 2:
+                counts["not run"] += 1
+                lines.append(f"| {claim} | {n} | – | – | not run (needs 2 seeds of each) |")
+                continue
+            if tie:
+                result = "differ" if abs(mean) > half else "no difference found (paper: tie)"
+            elif mean - half > 0:
+                result = "**reproduced**"
+            elif mean + half < 0:
+                result = "**reversed**"
+            else:
+                result = "undecided"
+            if not tie:
+                counts[result.strip("*")] += 1
+            lines.append(
+                f"| {claim} | {n} | {mean:+.2f} | {format_interval(mean, half)} | {result} |"
+            )
+        lines.append("")
+    return "\n".join(lines), counts
+
+
+def readings(runs: list[dict]) -> str:
+    top1 = top1_by_recipe(runs)
+    lines = [
+        "| contrast | seeds | mean (points) | 95 % CI |",
+        "| --- | --- | --- | --- |",
+    ]
+    for title, weights in READINGS:
+        mean, half, n = contrast(top1, weights)
+        if n == 0:
+            lines.append(f"| {title} | 0 | – | – |")
+            continue
+        lines.append(f"| {title} | {n} | {mean:+.2f} | {format_interval(mean, half)} |")
+    return "\n".join(lines)
+
+
+def downsamples(layer: str) -> bool:
+    """Whether a gamma sits in a block that downsamples: the first block of stage 2 on."""
+    stage, block = layer.split("_")[:2]
+    return block == "block1" and stage not in ("stage1", "stage0")
+
+
+def gamma_changes(runs: list[dict]) -> str:
+    """Fig. 4's question: per recipe, link kind and downsampling, how the gammas moved."""
+    lines = [
+        "| recipe | link | block | gammas per run | runs | rose / fell (all runs) "
+        "| mean change (final − initial) | 95 % CI over seeds |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    by_recipe: dict[str, list[dict]] = {}
+    for run in runs:
+        if any(row["trainable"] for row in run["gamma"]):
+            by_recipe.setdefault(run["recipe"], []).append(run)
+    for recipe, group in by_recipe.items():
+        for kind, down in itertools.product(("squeeze", "identity", "expand"), (True, False)):
+            per_seed, every = [], []
+            for run in group:
+                changes = [
+                    row["change"]
+                    for row in run["gamma"]
+                    if row["kind"] == kind and downsamples(row["layer"]) == down
+                ]
+                if changes:
+                    per_seed.append(statistics.mean(changes))
+                    every += changes
+            if not every:
+                continue
+            mean, half = t_interval(per_seed)
+            rose = sum(change > 0 for change in every)
+            link = {"squeeze": "reduce (Squeeze)", "identity": "reduce (Identity)"}.get(kind, kind)
+            lines.append(
+                f"| `{recipe}` | {link} | {'downsampling' if down else 'other'} "
+                f"| {len(every) // len(per_seed)} | {len(per_seed)} | {rose} / {len(every) - rose} "
+                f"| {mean:+.4f} | {format_interval(mean, half, digits=4)} |"
+            )
+    return "\n".join(lines)
+
+
+def _figure(size: tuple[float, float]):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=size)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _study_order(runs: list[dict]) -> list[str]:
+    """Recipes in table order (each once), then any others in record order."""
+    order = [recipe for _, _, recipes in GROUPS for recipe in recipes]
+    order += [recipe for _, weights in READINGS for recipe in weights]
+    order += [run["recipe"] for run in runs]
+    present = {run["recipe"] for run in runs}
+    return [recipe for recipe in dict.fromkeys(order) if recipe in present]
+
+
+def plot_summary(runs: list[dict], path: str) -> None:
+    """Final test top-1 per configuration: every seed a dot, the mean a bar."""
+    top1 = top1_by_recipe(runs)
+    recipes = _study_order(runs)
+    figure = _figure((8.0, 0.32 * len(recipes) + 1.4))
+    axes = figure.add_subplot()
+    for row, recipe in enumerate(recipes):
+        values = list(top1[recipe].values())
+        axes.barh(row, statistics.mean(values), color="0.85", height=0.7)
+        axes.plot(values, [row] * len(values), "o", color="C0", markersize=4)
+    axes.set_yticks(range(len(recipes)), recipes, fontsize=8)
+    axes.invert_yaxis()
+    low = min(min(seeds.values()) for seeds in top1.values())
+    high = max(max(seeds.values()) for seeds in top1.values())
+    axes.set_xlim(max(0.0, low - 3), min(100.0, high + 3))
+    axes.set_xlabel("Fashion-MNIST test top-1 % (bar: mean; dots: seeds)")
+    axes.grid(axis="x", alpha=0.3)
+    figure.tight_layout()
+    save_png(figure, path)
+
+
+def plot_curves(runs: list[dict], path: str) -> None:
+    """Validation top-1 per epoch: a panel per table, a colour per recipe, a line per seed."""
+    figure = _figure((14.0, 8.0))
+    for index, (title, _, recipes) in enumerate(GROUPS):
+        axes = figure.add_subplot(2, 3, index + 1)
+        for colour, recipe in enumerate(recipes):
+            for run in (run for run in runs if run["recipe"] == recipe):
+                values = [row["val_top1"] for rows in run["stages"].values() for row in rows]
+                label = recipe if run["seed"] == min(top1_by_recipe(runs)[recipe]) else None
+                axes.plot(
+                    range(1, len(values) + 1),
+                    [100 * v for v in values],
+                    color=f"C{colour}",
+                    linewidth=0.9,
+                    label=label,
+                )
+        axes.set_title(title, fontsize=9)
+        axes.set_xlabel("epoch", fontsize=8)
+        axes.set_ylabel("validation top-1 %", fontsize=8)
+        axes.grid(alpha=0.3)
+        if axes.lines:
+            axes.legend(fontsize=7, loc="lower right")
+    figure.tight_layout()
+    save_png(figure, path)
+
+
+def plot_gammas(runs: list[dict], path: str) -> bool:
+    """Fig. 4: each gamma's change, a panel per recipe with trainable gammas, seeds as dots."""
+    by_recipe: dict[str, list[dict]] = {}
+    for run in runs:
+        if any(row["trainable"] for row in run["gamma"]):
+            by_recipe.setdefault(run["recipe"], []).append(run)
+    if not by_recipe:
+        return False
+    figure = _figure((10.0, 3.6 * len(by_recipe)))
+    for index, (recipe, group) in enumerate(by_recipe.items()):
+        axes = figure.add_subplot(len(by_recipe), 1, index + 1)
+        layout = group[0]["gamma"]
+        for column, gamma in enumerate(layout):
+            changes = [
+                row["change"]
+                for run in group
+                for row in run["gamma"]
+                if row["layer"] == gamma["layer"]
+            ]
+            colour = "tab:red" if gamma["kind"] != "expand" else "tab:blue"
+            axes.bar(
+                column,
+                statistics.mean(changes),
+                color=colour,
+                alpha=0.5,
+                hatch="//" if downsamples(gamma["layer"]) else None,
+            )
+            axes.plot([column] * len(changes), changes, "k.", markersize=4)
+        axes.axhline(0.0, color="k", linewidth=0.8)
+        labels = [f"{g['layer'].removesuffix('_el')}\ng={g['initial']:g}" for g in layout]
+        axes.set_xticks(range(len(layout)), labels, rotation=90, fontsize=6)
+        axes.set_ylabel("gamma − initial g")
+        axes.set_title(
+            f"{recipe}: red reduce links, blue expand links, hatched: downsampling block; "
+            f"bar = mean of {len(group)} seeds, dots = seeds",
+            fontsize=8,
+        )
+    figure.tight_layout()
+    save_png(figure, path)
+    return True
+
+
+def budgets(runs: list[dict]) -> str:
+    used: dict[str, list[str]] = {}
+    for run in runs:
+        text = ", ".join(f"{key}={value}" for key, value in run["budget"].items())
+        if run["recipe"] not in used.setdefault(text, []):
+            used[text].append(run["recipe"])
+    return "\n".join(f"* `{budget}`: {', '.join(names)}" for budget, names in used.items())
+
+
+def main(argv):
+    del argv
+    try:
+        import matplotlib  # noqa: F401  (checked before anything is written)
+    except ImportError:
+        sys.exit(f"report_v2.py: error: {MATPLOTLIB_MISSING.format(what='the report')}")
+    runs = collect(FLAGS.records)
+    if not runs:
+        sys.exit(f"report_v2.py: error: no finished run records in {FLAGS.records}")
+    os.makedirs(FLAGS.out_dir, exist_ok=True)
+    ordering_text, counts = orderings(runs)
+    decided = ", ".join(f"{count} {name}" for name, count in counts.items())
+    page = [
+        "<!-- written by study/report_v2.py from run_records/; do not edit -->",
+        f"{len(runs)} finished runs of {len(top1_by_recipe(runs))} configurations.",
+        "",
+        "## Test top-1 on Fashion-MNIST (10,000 test images, Keras)",
+        "",
+        results_table(runs, paper=_paper_column),
+        "",
+        "![final test top-1 per configuration, every seed](summary.png)",
+        "",
+        "## The paper's orderings (paired by seed; t-based 95 % confidence interval)",
+        "",
+        f"Strict orderings: {decided}. An ordering is reproduced or reversed only when its "
+        "interval excludes 0; the intervals are per ordering (not corrected for the number "
+        "tested). Validation curves: [curves.png](curves.png).",
+        "",
+        ordering_text,
+        "## Where a bottleneck downsamples (paired by seed; t-based 95 % CI)",
+        "",
+        readings(runs),
+        "",
+        "## Gammas after training (Fig. 4)",
+        "",
+        "Per seed, the mean change of the gammas of one kind; the interval is over seeds.",
+        "",
+        gamma_changes(runs),
+        "",
+        "![each gamma's change from its initial value](gamma.png)",
+        "",
+    ]
+    if lce_table(runs):
+        page += [
+            "## Deployed: LCE flatbuffer vs Keras (verified conversion)",
+            "",
+            lce_table(runs),
+            "",
+        ]
+    page += ["## Budgets (train.py flags)", "", budgets(runs), ""]
+    write_atomic(os.path.join(FLAGS.out_dir, "results.md"), "\n".join(page).encode())
+    write_runs_csv(runs, os.path.join(FLAGS.out_dir, "runs.csv"))
+    plot_summary(runs, os.path.join(FLAGS.out_dir, "summary.png"))
+    plot_curves(runs, os.path.join(FLAGS.out_dir, "curves.png"))
+    if not plot_gammas(runs, os.path.join(FLAGS.out_dir, "gamma.png")):
+        print("gamma.png skipped: no run with trainable gammas yet")
+    print(f"{len(runs)} runs -> {FLAGS.out_dir}/results.md, runs.csv, summary.png, curves.png")
+
+
+if __name__ == "__main__":
+    app.run(main)
