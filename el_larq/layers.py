@@ -321,6 +321,10 @@ class BinaryConv2D(_StaticCall, lq.layers.QuantConv2D):
         super().__init__(filters, kernel_size, strides=strides, padding=padding, **kwargs)
         self.activation_scaling = bool(activation_scaling)
         self.weight_scaling = bool(weight_scaling)
+        # Per-channel factors applied before K, set only while a model is traced for
+        # conversion: the scale of the BatchNorm after K, which LCE then folds into the
+        # bconv's output multiplier (el_larq.deploy.conversion).
+        self._scale_before_k = None
 
     def build(self, input_shape: tf.TensorShape) -> None:
         super().build(_check_4d(type(self).__name__, input_shape))
@@ -329,6 +333,8 @@ class BinaryConv2D(_StaticCall, lq.layers.QuantConv2D):
         # larq's quantizers are layers too: no AutoGraph for their calls either.
         outputs = tf.autograph.experimental.do_not_convert(super().call)(inputs)
         if self.activation_scaling:
+            if self._scale_before_k is not None:
+                outputs = outputs * tf.constant(self._scale_before_k, outputs.dtype)
             scale = _activation_scale(
                 inputs, self.kernel_size, self.strides, self.padding, training=training
             )

@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from el_larq.deploy.conversion import convert
 from el_larq.deploy.flatbuffer import op_counts
+from el_larq.layers import BinaryConv2D
 
 
 def _padded_conv(size, padding, kernel, strides):
@@ -48,3 +49,44 @@ def test_lce_alone_still_misreads_the_resnet_stem():
     interpreter = lce.testing.Interpreter(lce.convert_keras_model(model), num_threads=1)
     images = np.random.default_rng(0).normal(size=(1, 32, 32, 1)).astype("float32")
     assert np.abs(interpreter.predict(images) - model.predict(images, verbose=0)).max() > 0.1
+
+
+def _k_unit(kernel, strides, center=True, branch=False):
+    """BinaryConv2D with K -> BatchNorm (trained-like statistics) [-> and a second use]."""
+    inputs = tf.keras.Input((12, 12, 32))
+    y = BinaryConv2D(16, kernel, strides, activation_scaling=True, name="conv")(inputs)
+    norm = tf.keras.layers.BatchNormalization(center=center, name="bn")
+    outputs = norm(y)
+    if branch:  # the conv output feeds more than the BatchNorm: left as it is
+        outputs = tf.keras.layers.Concatenate()([outputs, y])
+    model = tf.keras.Model(inputs, outputs)
+    rng = np.random.default_rng(1)
+    weights = [rng.uniform(0.5, 2.0, 16), rng.normal(size=16), rng.normal(size=16)]
+    weights.append(rng.uniform(0.5, 2.0, 16))
+    norm.set_weights(weights if center else weights[:1] + weights[2:])
+    return model
+
+
+@pytest.mark.parametrize(
+    ("kernel", "strides", "center", "branch", "muls"),
+    [
+        (1, 1, True, False, 2),  # K's factor 2 and the multiply by K; the BN scale folded
+        (3, 2, True, False, 2),  # K average-pooled over the 3x3/2 window
+        (1, 1, False, False, 2),  # a BatchNorm without beta
+        (1, 1, True, True, 3),  # two uses of the conv output: the BatchNorm stays
+    ],
+)
+def test_batch_norm_after_k_folds_into_the_bconv(kernel, strides, center, branch, muls):
+    tf.keras.utils.set_random_seed(0)
+    model = _k_unit(kernel, strides, center, branch)
+    images = np.random.default_rng(0).normal(size=(2, 12, 12, 32)).astype("float32")
+    expected = model.predict(images, verbose=0)
+    flatbuffer, _ = convert(model)
+    counts = op_counts(flatbuffer)
+    assert counts["LceBconv2d"] == 1 and counts["MUL"] == muls
+    interpreter = lce.testing.Interpreter(flatbuffer, num_threads=1)
+    np.testing.assert_allclose(interpreter.predict(images), expected, rtol=1e-4, atol=1e-4)
+    # The model itself is as it was.
+    assert model.get_layer("conv")._scale_before_k is None
+    assert "call" not in vars(model.get_layer("bn"))
+    np.testing.assert_array_equal(model.predict(images, verbose=0), expected)

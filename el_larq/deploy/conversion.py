@@ -7,9 +7,11 @@ import math
 import re
 import tempfile
 from collections.abc import Iterator
+from typing import Any
 
 import larq as lq
 import larq_compute_engine as lce
+import numpy as np
 import tensorflow as tf
 
 from el_larq.io import captured_stderr
@@ -87,15 +89,80 @@ def _unfused_paddings(model: tf.keras.Model) -> Iterator[int]:
             del layer.call  # the class's call again
 
 
+def _k_batch_norms(model: tf.keras.Model) -> list[tuple[Any, Any]]:
+    """(BinaryConv2D with K, the BatchNorm that alone consumes it) pairs of `model`."""
+    from el_larq.deploy.kinds import walk_layers
+    from el_larq.layers import BinaryConv2D
+
+    pairs = []
+    for conv in walk_layers(model):
+        if not (
+            isinstance(conv, BinaryConv2D)
+            and conv.activation_scaling
+            and len(conv._inbound_nodes) == 1
+            and len(conv._outbound_nodes) == 1
+        ):
+            continue
+        norm = conv._outbound_nodes[0].outbound_layer
+        if (
+            isinstance(norm, tf.keras.layers.BatchNormalization)
+            and len(norm._inbound_nodes) == 1
+            and tuple(np.atleast_1d(norm.axis)) in ((-1,), (3,))
+        ):
+            pairs.append((conv, norm))
+    return pairs
+
+
+def _add_bias(bias: np.ndarray):
+    def call(inputs, training=None):
+        return inputs + tf.constant(bias, inputs.dtype)
+
+    return call
+
+
+@contextlib.contextmanager
+def _k_batch_norms_folded(model: tf.keras.Model) -> Iterator[int]:
+    """While tracing, apply a BatchNorm that follows K as a scale before K and a bias after.
+
+    `BN(K y) = (y s) K + (beta - mean s)` with `s = gamma / sqrt(var + eps)` per channel:
+    the same values up to float rounding, but `y s` is a per-channel `MUL` right after the
+    bconv, which LCE folds into the bconv's output multiplier, where `K y` (K is per
+    pixel) kept the whole BatchNorm out of it. One `MUL` over the conv's output fewer
+    per K. Yields how many BatchNorms it changed.
+    """
+    pairs = _k_batch_norms(model)
+    for conv, norm in pairs:
+        gamma, beta, mean, variance = (
+            np.asarray(weight, np.float64)
+            for weight in (
+                norm.gamma if norm.scale else 1.0,
+                norm.beta if norm.center else 0.0,
+                norm.moving_mean,
+                norm.moving_variance,
+            )
+        )
+        scale = gamma / np.sqrt(variance + norm.epsilon)
+        bias = (beta - mean * scale).astype(np.float32)
+        conv._scale_before_k = scale.astype(np.float32)
+        norm.call = _add_bias(bias)
+    try:
+        yield len(pairs)
+    finally:
+        for conv, norm in pairs:
+            conv._scale_before_k = None
+            del norm.call  # the class's call again
+
+
 def _convert_traced(model: tf.keras.Model, target: str) -> bytes:
-    """`lce.convert_keras_model`, minus its Keras SavedModel export.
+    """`lce.convert_keras_model`, minus its Keras SavedModel export, on the model as
+    traced for deployment (`_unfused_paddings`, `_k_batch_norms_folded`).
 
     `convert_keras_model` saves the model with `model.save(save_format="tf")`, which
     traces every layer's call functions for revival: minutes for a ResNet50. The
     converter needs only one inference function, so that is all we save (about 3x
     faster on EL-ResNet50); the conversion itself is LCE's `convert_saved_model`.
     """
-    with _unfused_paddings(model):
+    with _unfused_paddings(model), _k_batch_norms_folded(model):
         if len(model.inputs) != 1:
             return lce.convert_keras_model(model, target=target)
         return _convert_saved_model(model, target)
