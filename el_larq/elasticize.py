@@ -174,7 +174,8 @@ class _Plan:
 
     kind: str  # "conv", "depthwise" or "separable"
     source: Any  # the KerasTensor the binary conv and its link read
-    padding_layer: Any = None  # a ZeroPadding2D folded into "same" padding
+    padding_layer: Any = None  # a ZeroPadding2D folded into "same" padding, or kept:
+    explicit_padding: Any = None  # its padding, when it is not "same"'s (a "valid" conv)
     batch_norm: Any = None  # the float model's BatchNormalization reused after the conv
     input_norm: bool = False
     activation_scaling: bool = False
@@ -304,6 +305,17 @@ def _same_shape(tensor: Any, strides: int) -> tuple:
     return tuple(None if s is None else -(-s // strides) for s in tensor.shape[1:3])
 
 
+def _same_padding(tensor: Any, conv: tf.keras.layers.Layer) -> tuple:
+    """((top, bottom), (left, right)): what `"same"` pads on `tensor` for `conv`."""
+    pads = []
+    for axis in range(2):
+        size, stride = tensor.shape[1 + axis], conv.strides[axis]
+        span = (conv.kernel_size[axis] - 1) * conv.dilation_rate[axis] + 1
+        total = max((-(-size // stride) - 1) * stride + span - size, 0)
+        pads.append((total // 2, total - total // 2))
+    return tuple(pads)
+
+
 def _plan(graph: _Graph, node: Any, keep_float: Any, scaling: Any, memo: dict) -> _Plan | str:
     """The rewrite of one conv node, or the reason it stays float."""
     layer = node.layer
@@ -348,7 +360,15 @@ def _plan(graph: _Graph, node: Any, keep_float: Any, scaling: Any, memo: dict) -
             )
         plan.padding_layer = padding_layer
         plan.source = padding_node.keras_inputs[0]
-        plan.notes.append(f"{padding_layer.name} folded into 'same' padding (pad value 1)")
+        same = _same_padding(plan.source, layer)
+        if tuple(map(tuple, padding_layer.padding)) == same:
+            plan.notes.append(f"{padding_layer.name} folded into 'same' padding (pad value 1)")
+        else:  # e.g. ResNetV2's 1 + 1 before a 3x3/2 conv, where "same" pads 0 + 1
+            plan.explicit_padding = padding_layer.padding
+            plan.notes.append(
+                f"{padding_layer.name} kept before the 'valid' binary conv (pads {same} as "
+                "'same' would read a window one pixel off; zeros binarize to +1)"
+            )
     consumer = graph.sole_consumer(output)
     if (
         consumer is not None
@@ -397,6 +417,11 @@ class _Builder:
     def unit(self, x: Any, conv: tf.keras.layers.Layer, plan: _Plan, stem: str, float_bn) -> Any:
         """`[BN ->] binary conv -> BN -> + ElasticLink(x)`: `el_larq.layers.el_conv`'s wiring."""
         conv_input = self.batch_norm(f"{stem}_input_bn")(x) if plan.input_norm else x
+        if plan.explicit_padding is not None:
+            padding = tf.keras.layers.ZeroPadding2D(
+                plan.explicit_padding, name=self.name(f"{stem}_pad")
+            )
+            conv_input = padding(conv_input)
         y = conv(conv_input)
         if float_bn is not None:  # not via self.clone: _copy_unit sets its weights
             bn = type(float_bn).from_config(float_bn.get_config())
@@ -417,7 +442,8 @@ class _Builder:
 
     def rewrite(self, layer: tf.keras.layers.Layer, plan: _Plan, x: Any) -> tuple[Any, list]:
         """The binarized unit(s) of one conv; returns the output and the links made."""
-        common = dict(padding="same", name=layer.name)
+        padding = "same" if plan.explicit_padding is None else "valid"
+        common = dict(padding=padding, name=layer.name)
         record: dict[str, Any] = {"plan": plan}
         links = []
         if plan.kind == "separable":
@@ -426,7 +452,7 @@ class _Builder:
                 strides=layer.strides,
                 depth_multiplier=layer.depth_multiplier,
                 dilation_rate=layer.dilation_rate,
-                padding="same",
+                padding=padding,
                 name=self.name(f"{layer.name}_depthwise"),
             )
             depthwise_plan = dataclasses.replace(plan, kind="depthwise")
@@ -435,8 +461,8 @@ class _Builder:
             )
             links.append(link)
             record["depthwise"] = depthwise
-            plan = dataclasses.replace(plan, input_norm=False)
-            conv = BinaryConv2D(layer.filters, 1, **common)
+            plan = dataclasses.replace(plan, input_norm=False, explicit_padding=None)
+            conv = BinaryConv2D(layer.filters, 1, name=layer.name)
         elif plan.kind == "depthwise":
             conv = BinaryDepthwiseConv2D(
                 layer.kernel_size,
@@ -515,9 +541,12 @@ def elasticize(
     * Dilated convs (stride 1) are binarized: `"same"` padding keeps the link's shape.
     * `"valid"` padding: a 1x1 conv is binarized (same size as `"same"`). A k x k conv
       whose only input is a `ZeroPadding2D` (keras-applications' explicit padding)
-      is binarized with the padding folded into `"same"` padding (pad value 1) when
-      the output size is that of a `"same"` conv on the unpadded input. Any other
-      `"valid"` k x k conv shrinks its output, so no link can be added: kept float.
+      is binarized when the output size is that of a `"same"` conv on the unpadded
+      input: with `"same"` padding (pad value 1) when the padding is `"same"`'s, else
+      (ResNetV2's 1 + 1 before a 3x3/2 conv, where `"same"` pads 0 + 1) with the
+      padding kept in front of a `"valid"` binary conv, so it reads the windows the
+      float conv read (the zeros binarize to +1). Any other `"valid"` k x k conv
+      shrinks its output, so no link can be added: kept float.
     * Kept float, with the reason in the report: the first conv(s) (no conv before
       them), the output layer (no conv or dense layer after it: the classifier),
       every `Dense` (LCE has no binary dense kernel), layers named in `keep_float`,
@@ -652,10 +681,10 @@ def _report(model, reasons: dict, units: dict, links: dict) -> ElasticizeReport:
         rows.append(row)
     # Layers absorbed into a unit say so.
     absorbed = {
-        note.split(" ", 1)[0]: owner
+        other.name: owner
         for owner, record in units.items()
-        for note in record["plan"].notes
-        if note.endswith((" reused", "(pad value 1)"))
+        for other in (record["plan"].padding_layer, record["plan"].batch_norm)
+        if other is not None
     }
     for row in rows:
         if row.name in absorbed:

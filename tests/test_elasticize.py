@@ -402,3 +402,31 @@ def test_benchmark_script_times_calls_and_refuses_an_unknown_application(tmp_pat
         .splitlines()[-1]
         .startswith("benchmark_elasticize.py: error: Unknown model 'keras:NoSuchNet'")
     )
+
+
+def test_padding_that_is_not_same_stays_in_front_of_a_valid_binary_conv():
+    # ResNetV2's strided 3x3: 1 + 1 padding on an even input, where "same" pads 0 + 1.
+    # Folding it into "same" would move every window of the binary conv by one pixel.
+    inputs = tf.keras.Input((16, 16, 32))
+    x = L.Conv2D(32, 3, padding="same", name="stem")(inputs)
+    x = L.ZeroPadding2D(1, name="pad")(x)
+    x = L.Conv2D(64, 3, strides=2, padding="valid", name="strided")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    float_model = tf.keras.Model(inputs, L.Dense(10, name="classifier")(x))
+    binary, report = elasticize(float_model)
+    rows = {row.name: row for row in report.rows}
+    assert rows["strided"].action == "binarized" and rows["pad"].action == "absorbed"
+    assert "kept before the 'valid' binary conv" in rows["strided"].reason
+    conv = binary.get_layer("strided")
+    assert conv.padding == "valid" and binary.get_layer("strided_el").strides == 2
+    padding = conv._inbound_nodes[0].inbound_layers
+    assert isinstance(padding, L.ZeroPadding2D) and padding.padding == ((1, 1), (1, 1))
+    # The binary conv sees the float conv's windows: sign(pad(x)) with zeros as +1.
+    stem_out = tf.keras.Model(binary.inputs, binary.get_layer("stem").output)
+    images = np.random.default_rng(0).normal(size=(2, 16, 16, 32)).astype("float32")
+    signs = tf.sign(tf.pad(stem_out(images), [[0, 0], [1, 1], [1, 1], [0, 0]]) + 1e-30)
+    kernel = tf.sign(conv.kernel + 1e-30)
+    expected = tf.nn.conv2d(signs, kernel, strides=2, padding="VALID")
+    np.testing.assert_allclose(conv(padding(stem_out(images))), expected, atol=1e-4)
+    flatbuffer, messages = convert(as_if_trained(binary))
+    assert census(binary, flatbuffer, messages).accelerated == ["strided"]
