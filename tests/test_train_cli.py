@@ -451,6 +451,19 @@ def test_evaluate_checks_json_and_class_count_before_evaluating(tmp_path, idx16)
     )
 
 
+@pytest.mark.parametrize(
+    ("model", "warned"), [("keras:EfficientNetB0", True), ("el_resnet18", False)]
+)
+def test_a_model_that_rescales_its_input_is_named_in_a_warning(tmp_path, capsys, model, warned):
+    # keras-applications' EfficientNet always has Rescaling + Normalization layers.
+    from el_larq.training import loop, resolve_config
+
+    config = resolve_config({"output_dir": str(tmp_path)}, model=model)
+    loop._build_model(config, (32, 32, 3), 10)
+    line = "warning: keras:EfficientNetB0 rescales its input itself (rescaling, normalization"
+    assert (line in capsys.readouterr().err) == warned
+
+
 def test_include_preprocessing_is_refused_before_training(tmp_path, idx_dir):
     # The pipeline feeds x / 255 - mean: a model that normalises again would train on
     # near-constant inputs without any error.

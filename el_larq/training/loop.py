@@ -359,8 +359,9 @@ def _versions() -> dict[str, str | None]:
 def _build_model(config: TrainConfig, input_shape, num_classes: int) -> tf.keras.Model:
     """The zoo model, or a `keras:` application (elasticized with `config.elasticize`)."""
     from el_larq import zoo
+    from el_larq.deploy.kinds import walk_layers
 
-    return zoo.get_model(
+    model = zoo.get_model(
         config.model,
         input_shape=input_shape,
         num_classes=num_classes,
@@ -369,6 +370,17 @@ def _build_model(config: TrainConfig, input_shape, num_classes: int) -> tf.keras
         batch_norm_momentum=config.batch_norm_momentum,
         **config.model_kwargs,
     )
+    # keras-applications' EfficientNet (v1) always builds these: a user should know that
+    # the already normalised images are scaled again (the conv and BatchNorm after adapt).
+    scaling = tf.keras.layers.Rescaling, tf.keras.layers.Normalization
+    rescaled = [layer.name for layer in walk_layers(model) if isinstance(layer, scaling)]
+    if rescaled:
+        print(
+            f"warning: {config.model} rescales its input itself ({', '.join(rescaled)}); the "
+            "input pipeline feeds it images normalised already (pixels/255 minus the mean)",
+            file=sys.stderr,
+        )
+    return model
 
 
 def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -> dict[str, Any]:
