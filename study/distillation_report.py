@@ -21,6 +21,7 @@ from study_records import (
     collect,
     format_interval,
     lce_table,
+    new_figure,
     paired_difference,
     results_table,
     top1_by_recipe,
@@ -58,12 +59,9 @@ def comparisons(runs: list[dict], pairs: list[str]) -> str:
 def plot_curves(runs: list[dict], path: str) -> bool:
     """Validation top-1 per epoch, stages in sequence, a line per run; False without matplotlib."""
     try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
+        figure = new_figure((8, 4.5))
     except ImportError:
         return False
-    figure = Figure(figsize=(8, 4.5))
-    FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     colours = {}
     for run in runs:

@@ -31,6 +31,7 @@ from study_records import (
     contrast,
     format_interval,
     lce_table,
+    new_figure,
     results_table,
     t_interval,
     top1_by_recipe,
@@ -224,15 +225,6 @@ def gamma_changes(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _figure(size: tuple[float, float]):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=size)
-    FigureCanvasAgg(figure)
-    return figure
-
-
 def _study_order(runs: list[dict]) -> list[str]:
     """Recipes in table order (each once), then any others in record order."""
     order = [recipe for _, _, recipes in GROUPS for recipe in recipes]
@@ -246,7 +238,7 @@ def plot_summary(runs: list[dict], path: str) -> None:
     """Final test top-1 per configuration: every seed a dot, the mean a bar."""
     top1 = top1_by_recipe(runs)
     recipes = _study_order(runs)
-    figure = _figure((8.0, 0.32 * len(recipes) + 1.4))
+    figure = new_figure((8.0, 0.32 * len(recipes) + 1.4))
     axes = figure.add_subplot()
     for row, recipe in enumerate(recipes):
         values = list(top1[recipe].values())
@@ -265,7 +257,7 @@ def plot_summary(runs: list[dict], path: str) -> None:
 
 def plot_curves(runs: list[dict], path: str) -> None:
     """Validation top-1 per epoch: a panel per table, a colour per recipe, a line per seed."""
-    figure = _figure((14.0, 8.0))
+    figure = new_figure((14.0, 8.0))
     for index, (title, _, recipes) in enumerate(GROUPS):
         axes = figure.add_subplot(2, 3, index + 1)
         for colour, recipe in enumerate(recipes):
@@ -297,7 +289,7 @@ def plot_gammas(runs: list[dict], path: str) -> bool:
             by_recipe.setdefault(run["recipe"], []).append(run)
     if not by_recipe:
         return False
-    figure = _figure((10.0, 3.6 * len(by_recipe)))
+    figure = new_figure((10.0, 3.6 * len(by_recipe)))
     for index, (recipe, group) in enumerate(by_recipe.items()):
         axes = figure.add_subplot(len(by_recipe), 1, index + 1)
         layout = group[0]["gamma"]

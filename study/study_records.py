@@ -167,6 +167,16 @@ def lce_table(runs: list[dict]) -> str:
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
+def new_figure(size: tuple[float, float]):
+    """A matplotlib Figure on the Agg canvas (no pyplot); ImportError without matplotlib."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=size)
+    FigureCanvasAgg(figure)
+    return figure
+
+
 def write_runs_csv(runs: list[dict], path: str) -> None:
     """One row per run (recipe, seed, test top-1, wall seconds), written atomically."""
     text = io.StringIO()
