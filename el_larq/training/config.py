@@ -14,7 +14,6 @@ from el_larq import data as data_lib
 from el_larq import distribute, run_dir, zoo
 from el_larq.distillation import BLOCK_PAIRS
 from el_larq.elasticize import ElasticizeError, check_options
-from el_larq.zoo import KERAS_PREFIX
 
 LR_SCHEDULES = ("step", "cosine", "linear", "constant")
 
@@ -222,7 +221,7 @@ def _check_model(name: str) -> None:
 
 def _check_config(config: TrainConfig) -> None:
     _check_model(config.model)
-    if config.elasticize and not config.model.startswith(KERAS_PREFIX):
+    if config.elasticize and not config.model.startswith(zoo.KERAS_PREFIX):
         raise ConfigError(
             "--elasticize binarizes a keras: model (e.g. --model keras:MobileNetV2); "
             f"zoo model {config.model!r} is built binary already."
