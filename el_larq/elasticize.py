@@ -16,7 +16,13 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from el_larq.layers import GAMMA_ON, BinaryConv2D, BinaryDepthwiseConv2D, ElasticLink
+from el_larq.layers import (
+    GAMMA_ON,
+    BinaryConv2D,
+    BinaryDepthwiseConv2D,
+    ElasticLink,
+    same_padding,
+)
 
 __all__ = [
     "OPTIONS",
@@ -307,13 +313,15 @@ def _same_shape(tensor: Any, strides: int) -> tuple:
 
 def _same_padding(tensor: Any, conv: tf.keras.layers.Layer) -> tuple:
     """((top, bottom), (left, right)): what `"same"` pads on `tensor` for `conv`."""
-    pads = []
-    for axis in range(2):
-        size, stride = tensor.shape[1 + axis], conv.strides[axis]
-        span = (conv.kernel_size[axis] - 1) * conv.dilation_rate[axis] + 1
-        total = max((-(-size // stride) - 1) * stride + span - size, 0)
-        pads.append((total // 2, total - total // 2))
-    return tuple(pads)
+    return tuple(
+        same_padding(
+            tensor.shape[1 + axis],
+            conv.kernel_size[axis],
+            conv.strides[axis],
+            conv.dilation_rate[axis],
+        )
+        for axis in range(2)
+    )
 
 
 def _plan(graph: _Graph, node: Any, keep_float: Any, scaling: Any, memo: dict) -> _Plan | str:

@@ -50,6 +50,18 @@ class _StaticCall:
         return False
 
 
+def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
+    """(before, after): what `"same"` padding adds on one axis of length `size`.
+
+    TensorFlow's rule: the total makes the output `ceil(size / stride)` long, and the
+    odd pixel goes after. Used where explicit padding is compared with it (`elasticize`,
+    `el_larq.deploy.conversion`).
+    """
+    span = (kernel - 1) * dilation + 1
+    total = max((-(-size // stride) - 1) * stride + span - size, 0)
+    return total // 2, total - total // 2
+
+
 def _positive_int(layer: str, what: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"{layer}: `{what}` must be a positive integer, got {value!r}.")

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from el_larq.io import captured_stderr
+from el_larq.layers import same_padding
 from el_larq.safety import DeploymentError
 
 __all__ = ["convert"]
@@ -50,8 +51,7 @@ def _misfused(padding: tf.keras.layers.ZeroPadding2D) -> bool:
             return False
         total = before + after
         fused = out == math.ceil(n / stride) and (before, after) == (total // 2, (total + 1) // 2)
-        span = (kernel - 1) * conv.dilation_rate[axis] + 1
-        if fused and total != max((out - 1) * stride + span - n, 0):
+        if fused and total != sum(same_padding(n, kernel, stride, conv.dilation_rate[axis])):
             return True
     return False
 
