@@ -3,7 +3,8 @@
 # trio and both downsampling readings, one budget, 3 seeds, two runs at a time (each
 # pinned to one core). Resumable: rerun it and finished runs are skipped (also those only
 # recorded in $RESULTS); a killed run resumes from its last backup. Every finished run's
-# small files are copied to $RESULTS/<run>/ (committed with COMMIT=1) within a minute.
+# small files are copied to $RESULTS/<run>/ (committed with COMMIT=1) within a minute;
+# at the end docs/results/study_v2/ is regenerated from the records (study/report_v2.py).
 #
 #   bash study/study_v2.sh
 #   COMMIT=1 bash study/study_v2.sh
@@ -35,4 +36,6 @@ $PY study/run_study.py --only "$CONFIGS" --seeds "$SEEDS" --jobs "$JOBS" --runs_
   --lce_check el_resnet26 --set "$BUDGET" || status=$?
 kill $watcher 2>/dev/null || true
 save "finished runs"
+# The study page follows the records (committed with COMMIT=1, like the records).
+$PY study/report_v2.py && RESULTS=docs/results/study_v2 commit_results "$STUDY: report regenerated"
 exit $status
