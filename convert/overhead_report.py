@@ -108,7 +108,7 @@ flags.DEFINE_bool(
     "units",
     False,
     "Instead of the whole models, time single bottleneck units at ResNet50 stage-1 size "
-    "(56x56, 64 <-> 256 channels) with each way of lowering the Expand link.",
+    "(56x56, 64 <-> 256 channels, block residual) with each way of lowering the Expand link.",
 )
 
 
@@ -272,17 +272,22 @@ def _report(results: dict[str, dict], latency: dict[str, dict[str, Latency]]) ->
 
 
 def _expand_unit(variant: str) -> tf.keras.Model:
-    """BinaryConv2D 64 -> 256 + BN at 56x56, plus one way of adding the Expand link.
+    """BinaryConv2D 64 -> 256 + BN at 56x56, one way of adding the Expand link, the residual.
+
+    Every variant ends with the block residual (a second input), as every expand unit of
+    EL-ResNet50 does:
 
     * `none`: no link (Bi-Real's expand conv);
     * `concat`: `ElasticLink` as it is: CONCATENATION of 4 copies, MUL by 1/gamma, ADD;
     * `scale_first`: MUL by 1/gamma on the 64 input channels, then CONCATENATION, ADD;
     * `broadcast`: MUL on the 64 input channels, then a broadcasting ADD onto the conv
-      output viewed as (56, 56, 4, 64): no 256-channel copy at all.
+      output viewed as (56, 56, 4, 64): no 256-channel copy at all;
+    * `add_n`: as `scale_first`, with the link and the residual added in one ADD_N.
 
     All but `none` compute the same values: output channel c gets input channel c mod 64.
     """
     inputs = tf.keras.Input((56, 56, 64))
+    residual = tf.keras.Input((56, 56, 256))
     y = BinaryConv2D(256, 1)(inputs)
     y = tf.keras.layers.BatchNormalization()(y)
     scale = 0.25  # 1/gamma at its initial value
@@ -295,17 +300,22 @@ def _expand_unit(variant: str) -> tf.keras.Model:
             inputs * scale, (-1, 56, 56, 1, 64)
         )
         y = tf.reshape(grouped, (-1, 56, 56, 256))
-    return tf.keras.Model(inputs, y)
+    if variant == "add_n":
+        y = tf.add_n([y, tf.concat([inputs * scale] * 4, axis=-1), residual])
+    else:
+        y = y + residual
+    return tf.keras.Model([inputs, residual], y)
 
 
 def _units() -> None:
-    variants = ("none", "concat", "scale_first", "broadcast")
+    variants = ("none", "concat", "scale_first", "broadcast", "add_n")
     models = {variant: _expand_unit(variant) for variant in variants}
     reference = models["concat"]
-    x = np.random.default_rng(0).uniform(-1, 1, (1, 56, 56, 64)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    x = [rng.uniform(-1, 1, (1, 56, 56, channels)).astype(np.float32) for channels in (64, 256)]
     for variant in variants[2:]:
         models[variant].set_weights(reference.get_weights())
-        np.testing.assert_allclose(models[variant](x), reference(x), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(models[variant](x), reference(x), rtol=1e-5, atol=1e-5)
     flatbuffers = {}
     for variant, model in models.items():
         flatbuffers[variant], _ = convert(model)

@@ -113,6 +113,29 @@ def test_host_latency_runs_every_kernel_interleaved(tflite, kernel):
         assert 0 < row.cpu_min_ms <= row.cpu_median_ms
 
 
+def test_host_latency_times_a_model_with_two_inputs():
+    a, b = tf.keras.Input((8, 8, 4)), tf.keras.Input((8, 8, 16))
+    y = tf.keras.layers.Add()([el_conv(a, 16, 1, name="a"), b])
+    flatbuffer, _ = convert(tf.keras.Model([a, b], y))
+    (row,) = host_latency({"two": flatbuffer}, num_runs=3, warmup_runs=1).values()
+    assert row.runs == 3 and row.median_ms > 0
+
+
+def test_expand_link_lowerings_agree_and_are_timed_side_by_side():
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT.parent / "overhead_report.py"), "--units", "--num_runs=2"]
+        + ["--rounds=1", "--warmup_runs=0", "--paths=default"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]  # the variants' values agree
+    out = result.stdout
+    assert "add_n: {" in out and "'ADD_N': 1" in out
+    for variant in ("concat", "scale_first", "broadcast", "add_n"):
+        assert f"{variant}: link costs" in out
+
+
 def test_unknown_kernel_lists_the_valid_ones(tflite):
     with pytest.raises(DeploymentError, match="valid kernels: indirect_bgemm, optimized"):
         host_latency({"a": tflite.read_bytes()}, kernel="fast")

@@ -140,7 +140,9 @@ def make_interpreter(
     return interpreter
 
 
-def _timed_runs(interpreter: Any, x: np.ndarray, runs: int) -> list[tuple[float, float]]:
+def _timed_runs(
+    interpreter: Any, x: np.ndarray | list[np.ndarray], runs: int
+) -> list[tuple[float, float]]:
     """`(wall ms, process CPU ms)` of each run."""
     times = []
     for _ in range(runs):
@@ -211,8 +213,13 @@ def host_latency(
         interpreters[name] = make_interpreter(
             flatbuffer, num_threads=num_threads, kernel=kernel, xnnpack=xnnpack, source=name
         )
-        shape = interpreters[name].input_shapes[0]
-        inputs[name] = np.random.default_rng(0).uniform(-1, 1, size=shape).astype(np.float32)
+        rng = np.random.default_rng(0)
+        arrays = [
+            rng.uniform(-1, 1, size=shape).astype(np.float32)
+            for shape in interpreters[name].input_shapes
+        ]
+        # LCE's `predict` takes one array, or a list for a model with several inputs.
+        inputs[name] = arrays[0] if len(arrays) == 1 else arrays
         _timed_runs(interpreters[name], inputs[name], warmup_runs)
         times[name] = []
     rounds = max(1, min(rounds, num_runs))
