@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from el_larq.deploy.conversion import convert
 from el_larq.deploy.flatbuffer import op_counts
-from el_larq.layers import BinaryConv2D
+from el_larq.layers import BinaryConv2D, el_conv
 
 
 def _padded_conv(size, padding, kernel, strides):
@@ -90,3 +90,47 @@ def test_batch_norm_after_k_folds_into_the_bconv(kernel, strides, center, branch
     assert model.get_layer("conv")._scale_before_k is None
     assert "call" not in vars(model.get_layer("bn"))
     np.testing.assert_array_equal(model.predict(images, verbose=0), expected)
+
+
+def _input_norm_units(signs):
+    """Binary units with a BatchNorm before the sign (input_norm): 1x1, 3x3, depthwise, K."""
+    inputs = tf.keras.Input((10, 10, 16))
+    x = el_conv(inputs, 16, 1, input_norm=True, name="pointwise")
+    x = el_conv(x, 16, 3, input_norm=True, name="full")
+    x = el_conv(x, None, 3, depthwise=True, input_norm=True, name="depthwise")
+    x = el_conv(x, 16, 1, input_norm=True, activation_scaling=True, name="k")
+    model = tf.keras.Model(inputs, x)
+    rng = np.random.default_rng(2)
+    for layer in model.layers:
+        if isinstance(layer, tf.keras.layers.BatchNormalization):
+            gamma = rng.uniform(0.5, 1.5, 16) * rng.choice(signs, 16)
+            variance = rng.uniform(0.5, 2.0, 16)
+            layer.set_weights([gamma, rng.normal(size=16), rng.normal(size=16), variance])
+    return model
+
+
+@pytest.mark.parametrize(
+    ("signs", "muls"),
+    [
+        # Every input BatchNorm but K's becomes an ADD; K keeps its own (K reads the values).
+        ([1.0], 3),
+        # Negative scales too: the 1x1 conv takes them in its kernel, the padded 3x3 convs
+        # cannot (their pad values would have to flip too) and keep their MUL.
+        ([1.0, -1.0], 5),
+    ],
+)
+def test_batch_norm_before_a_sign_becomes_a_threshold(signs, muls):
+    tf.keras.utils.set_random_seed(0)
+    model = _input_norm_units(signs)
+    images = np.random.default_rng(0).normal(size=(4, 10, 10, 16)).astype("float32")
+    expected = model.predict(images, verbose=0)
+    weights = model.get_weights()
+    flatbuffer, _ = convert(model)
+    counts = op_counts(flatbuffer)
+    assert counts["MUL"] == muls and counts["LceBconv2d"] == 3
+    interpreter = lce.testing.Interpreter(flatbuffer, num_threads=1)
+    np.testing.assert_allclose(interpreter.predict(images), expected, rtol=1e-4, atol=1e-4)
+    # The model itself is as it was: kernels unflipped, the BatchNorms' own call.
+    for before, after in zip(weights, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(before, after)
+    assert not any("call" in vars(layer) for layer in model.layers)

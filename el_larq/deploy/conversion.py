@@ -132,19 +132,9 @@ def _k_batch_norms_folded(model: tf.keras.Model) -> Iterator[int]:
     """
     pairs = _k_batch_norms(model)
     for conv, norm in pairs:
-        gamma, beta, mean, variance = (
-            np.asarray(weight, np.float64)
-            for weight in (
-                norm.gamma if norm.scale else 1.0,
-                norm.beta if norm.center else 0.0,
-                norm.moving_mean,
-                norm.moving_variance,
-            )
-        )
-        scale = gamma / np.sqrt(variance + norm.epsilon)
-        bias = (beta - mean * scale).astype(np.float32)
+        scale, bias = _batch_norm_scale_and_bias(norm)
         conv._scale_before_k = scale.astype(np.float32)
-        norm.call = _add_bias(bias)
+        norm.call = _add_bias(bias.astype(np.float32))
     try:
         yield len(pairs)
     finally:
@@ -153,16 +143,103 @@ def _k_batch_norms_folded(model: tf.keras.Model) -> Iterator[int]:
             del norm.call  # the class's call again
 
 
+def _batch_norm_scale_and_bias(norm: Any) -> tuple[np.ndarray, np.ndarray]:
+    """`(s, b)` with `BN(x) = x s + b` per channel at inference, in float64."""
+    gamma, beta, mean, variance = (
+        np.asarray(weight, np.float64)
+        for weight in (
+            norm.gamma if norm.scale else 1.0,
+            norm.beta if norm.center else 0.0,
+            norm.moving_mean,
+            norm.moving_variance,
+        )
+    )
+    scale = gamma / np.sqrt(variance + norm.epsilon)
+    return scale, beta - mean * scale
+
+
+_SIGN_QUANTIZERS = (lq.quantizers.SteSign, lq.quantizers.ApproxSign, lq.quantizers.SwishSign)
+
+
+def _input_norms(model: tf.keras.Model) -> list[tuple[Any, Any, np.ndarray, np.ndarray]]:
+    """`(BatchNorm, binary conv, s, b)` where the BatchNorm feeds only the conv's sign.
+
+    Left out: a conv with K (K reads the normalized values, not only their signs), a
+    zero `s`, and a negative `s` where the conv pads (its `pad_values` cannot follow a
+    channel's flipped sign).
+    """
+    from el_larq.deploy.kinds import walk_layers
+
+    quantized = (lq.layers.QuantConv2D, lq.layers.QuantDepthwiseConv2D)
+    found = []
+    for norm in walk_layers(model):
+        if not (
+            isinstance(norm, tf.keras.layers.BatchNormalization)
+            and len(norm._inbound_nodes) == 1
+            and len(norm._outbound_nodes) == 1
+            and tuple(np.atleast_1d(norm.axis)) in ((-1,), (3,))
+        ):
+            continue
+        conv = norm._outbound_nodes[0].outbound_layer
+        if not (
+            isinstance(conv, quantized)
+            and isinstance(conv.input_quantizer, _SIGN_QUANTIZERS)
+            and len(conv._inbound_nodes) == 1
+            and not getattr(conv, "activation_scaling", False)
+        ):
+            continue
+        scale, bias = _batch_norm_scale_and_bias(norm)
+        pads = conv.padding != "valid" and tuple(conv.kernel_size) != (1, 1)
+        if np.all(scale != 0) and (np.all(scale > 0) or not pads):
+            found.append((norm, conv, scale, bias))
+    return found
+
+
+@contextlib.contextmanager
+def _input_norms_as_thresholds(model: tf.keras.Model) -> Iterator[int]:
+    """While tracing, apply a BatchNorm that only feeds a sign as a threshold: no `MUL`.
+
+    `sign(x s + b) = sign(s) sign(x + b / s)` per channel, so the BatchNorm becomes an
+    `ADD` of `b / s`, and a channel with `s < 0` flips its sign in the conv's kernel
+    instead (`_input_norms` says where that is exact). The same signs except where
+    rounding moves a value across zero; one `MUL` over the conv's input fewer per
+    BatchNorm (XNOR-Net's `BN -> sign -> conv` order, e.g. `el_mobilenet`). The kernel
+    is restored afterwards. Yields how many BatchNorms it changed.
+    """
+    found = _input_norms(model)
+    flipped = []
+    try:
+        for norm, conv, scale, bias in found:
+            norm.call = _add_bias((bias / scale).astype(np.float32))
+            if np.any(scale < 0):
+                depthwise = isinstance(conv, lq.layers.QuantDepthwiseConv2D)
+                kernel = conv.depthwise_kernel if depthwise else conv.kernel
+                flipped.append((kernel, kernel.numpy()))
+                signs = np.sign(scale).astype(np.float32)[None, None, :, None]
+                kernel.assign(flipped[-1][1] * signs)
+        yield len(found)
+    finally:
+        for kernel, value in flipped:
+            kernel.assign(value)
+        for norm, *_ in found:
+            vars(norm).pop("call", None)  # the class's call again
+
+
 def _convert_traced(model: tf.keras.Model, target: str) -> bytes:
     """`lce.convert_keras_model`, minus its Keras SavedModel export, on the model as
-    traced for deployment (`_unfused_paddings`, `_k_batch_norms_folded`).
+    traced for deployment (`_unfused_paddings`, `_k_batch_norms_folded`,
+    `_input_norms_as_thresholds`).
 
     `convert_keras_model` saves the model with `model.save(save_format="tf")`, which
     traces every layer's call functions for revival: minutes for a ResNet50. The
     converter needs only one inference function, so that is all we save (about 3x
     faster on EL-ResNet50); the conversion itself is LCE's `convert_saved_model`.
     """
-    with _unfused_paddings(model), _k_batch_norms_folded(model):
+    with (
+        _unfused_paddings(model),
+        _k_batch_norms_folded(model),
+        _input_norms_as_thresholds(model),
+    ):
         if len(model.inputs) != 1:
             return lce.convert_keras_model(model, target=target)
         return _convert_saved_model(model, target)
