@@ -248,9 +248,7 @@ def test_resnet26_elasticized_has_el_resnet26_structure():
     assert signature(binary) == signature(zoo)
 
 
-@pytest.mark.parametrize(
-    "application", ["ResNet50V2", "MobileNet", "DenseNet", "EfficientNetB0"]
-)
+@pytest.mark.parametrize("application", ["ResNet50V2", "MobileNet", "DenseNet", "EfficientNetB0"])
 def test_keras_applications_elasticize_train_round_trip_and_deploy(application, tmp_path):
     tf.keras.utils.set_random_seed(0)  # the same weights every run
     kwargs = dict(weights=None, input_shape=SHAPE, classes=10)
