@@ -122,6 +122,8 @@ def _check_flags() -> None:
         )
     if FLAGS.json:
         io.check_writable(FLAGS.json)
+    if FLAGS.save_dir:  # a directory that exists, as for every other output
+        io.check_writable(Path(FLAGS.save_dir) / f"el_resnet50_{FLAGS.image_size}.tflite")
 
 
 def _host_latency(flatbuffers: dict[str, bytes], xnnpack: bool) -> dict[str, Latency]:
@@ -330,17 +332,8 @@ def _units() -> None:
             print(f"{variant}: link costs {extra:.3f} ms CPU ({extra / base:+.1%} of the unit)")
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if FLAGS.units:
-        _units()
-        return 0
-    try:
-        _check_flags()
-    except DeploymentError as error:
-        print(f"overhead_report: error: {error}", file=sys.stderr)
-        return 1
+def _report_models() -> None:
+    """Build, convert and time the models of --models; print the tables, write --json."""
     print(
         f"settings: {FLAGS.image_size} px, batch 1, {FLAGS.num_threads} thread(s), kernel "
         f"{FLAGS.kernel}, paths {', '.join(FLAGS.paths)}, {FLAGS.num_runs} runs in "
@@ -376,6 +369,20 @@ def main(argv: list[str]) -> int:
             },
         }
         io.write_atomic(FLAGS.json, (io.json_dumps(payload) + "\n").encode())
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if FLAGS.units:
+        _units()
+        return 0
+    try:
+        _check_flags()
+        _report_models()
+    except DeploymentError as error:  # bad flags, or an output that cannot be written
+        print(f"overhead_report: error: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -237,17 +237,21 @@ def test_overhead_report_compares_el_dagger_resnet50_with_el_resnet50(tmp_path):
     assert "| EL†-ResNet50 (gating) / EL-ResNet50 | " in result.stdout
 
 
-def test_overhead_report_refuses_unknown_models_in_one_line(tmp_path):
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [("--models=el_resnet51", "unknown"), ("--save_dir={tmp}/missing", "cannot write")],
+)
+def test_overhead_report_refuses_bad_flags_in_one_line_before_building(flag, message, tmp_path):
     script = SCRIPT.parent / "overhead_report.py"
     result = subprocess.run(
-        [sys.executable, str(script), "--models=el_resnet51"],
+        [sys.executable, str(script), flag.format(tmp=tmp_path)],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1].startswith("overhead_report: error: unknown")
-    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(f"overhead_report: error: {message}")
+    assert "Traceback" not in result.stderr and "settings:" not in result.stdout
 
 
 # ---------------------------------------------------------------- hostile input

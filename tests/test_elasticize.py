@@ -282,7 +282,7 @@ def test_keras_applications_elasticize_train_round_trip_and_deploy(application, 
     # that rounds to ~0 takes different signs in Keras and LCE in a squeeze-excitation
     # channel and the flip cascades (a trained one is verified by
     # study/elasticize_deploy_check.sh). ResNet50V2 and DenseNet failed here too until
-    # conversion worked around LCE's padding fusion (tests/test_conversion.py).
+    # conversion worked around LCE's padding fusion (tests/test_rewrites.py).
     conversion = convert_model_file(
         path, tmp_path / "model.tflite", strict=True,
         verify_model=application != "EfficientNetB0", samples=4,

@@ -256,11 +256,12 @@ def test_float_ops_of_rsign_rprelu_and_the_el_reduction():
     """What docs/deployment.md lists: the float ops each part adds beside the LceBconv2d."""
     c, el = converted("reactnet_c")[2].ops, converted("el_reactnet")[2].ops
     # RSign: one SUB per binary conv (its threshold), then LceQuantize. RPReLU: SUB,
-    # PRELU, ADD. The shortcut sums: one ADD per unit. The duplicated shortcut: one
-    # CONCATENATION per reduction block; the 2x2 average pools of the strided blocks.
+    # PRELU, ADD. The shortcut sums: one ADD per unit. The duplicated shortcut, an Expand
+    # link: added through a broadcasting ADD between RESHAPEs (3 per reduction block, no
+    # CONCATENATION; el_larq.deploy.rewrites); the 2x2 average pools of the strided blocks.
     assert c["LceBconv2d"] == c["LceQuantize"] == 21
     assert c["PRELU"] == 26 and c["SUB"] == 21 + 26 and c["ADD"] == 26 + 26
-    assert c["CONCATENATION"] == 5 and c["AVERAGE_POOL_2D"] == 4
+    assert c["RESHAPE"] == 3 * 5 and "CONCATENATION" not in c and c["AVERAGE_POOL_2D"] == 4
     assert c["CONV_2D"] == 1 + 5  # the stem and the real-valued reduction 1x1 convs
     # EL adds exactly one MUL (1/gamma on out1, before the copies) per reduction block.
     assert el - c == {"MUL": 5} and not c - el

@@ -1,4 +1,4 @@
-"""el_larq.deploy.conversion: LCE's converter, and the padding its fuse pass gets wrong."""
+"""el_larq.deploy.rewrites: how a model is traced for LCE (same values, cheaper or correct ops)."""
 
 import larq_compute_engine as lce
 import numpy as np
@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from el_larq.deploy.conversion import convert
 from el_larq.deploy.flatbuffer import op_counts
+from el_larq.deploy.profile import as_if_trained
 from el_larq.layers import BinaryConv2D, el_conv
 
 
@@ -134,3 +135,29 @@ def test_batch_norm_before_a_sign_becomes_a_threshold(signs, muls):
     for before, after in zip(weights, model.get_weights(), strict=True):
         np.testing.assert_array_equal(before, after)
     assert not any("call" in vars(layer) for layer in model.layers)
+
+
+@pytest.mark.parametrize(
+    ("filters", "strides", "reshapes", "concats"),
+    [
+        (64, 1, 3, 0),  # 4 copies of 16 channels: broadcast over a (4, 16) view
+        (64, 2, 3, 0),  # a strided link max-pools first, then the same
+        (40, 1, 0, 1),  # 16 -> 40 needs a slice of a copy: the CONCATENATION stays
+    ],
+)
+def test_expand_link_is_added_without_writing_its_copies(filters, strides, reshapes, concats):
+    tf.keras.utils.set_random_seed(0)
+    inputs = tf.keras.Input((8, 8, 16))
+    model = tf.keras.Model(inputs, el_conv(inputs, filters, 1, strides, name="expand"))
+    as_if_trained(model)
+    model.get_layer("expand_el").gamma.assign(2.7)  # moved from its initial value
+    images = np.random.default_rng(0).normal(size=(3, 8, 8, 16)).astype("float32")
+    expected = model.predict(images, verbose=0)
+    flatbuffer, _ = convert(model)
+    counts = op_counts(flatbuffer)
+    assert counts.get("RESHAPE", 0) == reshapes and counts.get("CONCATENATION", 0) == concats
+    assert counts["LceBconv2d"] == 1 and counts["ADD"] == 1
+    interpreter = lce.testing.Interpreter(flatbuffer, num_threads=1)
+    np.testing.assert_allclose(interpreter.predict(images), expected, rtol=1e-5, atol=1e-5)
+    assert not any("call" in vars(layer) or "_expand" in vars(layer) for layer in model.layers)
+    np.testing.assert_array_equal(model.predict(images, verbose=0), expected)
