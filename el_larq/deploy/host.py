@@ -29,9 +29,10 @@ KERNELS = ("indirect_bgemm", "optimized", "reference")
 # On x86 `indirect_bgemm` is LCE's fast binary-conv kernel; `optimized` is tuned for ARM.
 DEFAULT_KERNEL = "indirect_bgemm"
 # Whether the interpreter runs float ops through TFLite's XNNPACK delegate unless told
-# otherwise: the one switch for every tool and function. On: it was the faster path for
-# every model of the overhead report on the idle machine (EL-ResNet50 94 vs 113 ms,
-# ResNet50 116 vs 133 ms) and for the main job's 28 px EL-ResNet26 (docs/deployment.md, 3).
+# otherwise: the one switch for every tool and function. On: in the overhead report it is
+# up to 1.5x faster for the MobileNets, QuickNets and ReActNets and level with the
+# default path for the ResNets (each faster in some runs), and it was faster for the main
+# job's 28 px EL-ResNet26 (docs/deployment.md, 3).
 DEFAULT_XNNPACK = True
 
 
