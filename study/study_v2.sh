@@ -32,8 +32,10 @@ restore  # finished runs recorded in $RESULTS are not trained again
 watcher=$!
 trap 'kill $watcher 2>/dev/null || true' EXIT
 status=0
+# A run takes 25-50 min; the timeout is wall time, which includes the minutes the study is
+# paused (kill -STOP) for benchmarks and CI, so it only catches a run that hangs.
 $PY study/run_study.py --only "$CONFIGS" --seeds "$SEEDS" --jobs "$JOBS" --runs_dir "$RUNS" \
-  --lce_check el_resnet26 --set "$BUDGET" || status=$?
+  --lce_check el_resnet26 --set "$BUDGET" --timeout "${TIMEOUT:-14400}" || status=$?
 kill $watcher 2>/dev/null || true
 save "finished runs"
 # The study page follows the records (committed with COMMIT=1, like the records).
