@@ -55,7 +55,7 @@ def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tupl
 
     TensorFlow's rule: the total makes the output `ceil(size / stride)` long, and the
     odd pixel goes after. Used where explicit padding is compared with it (`elasticize`,
-    `el_larq.deploy.conversion`).
+    `el_larq.deploy.rewrites`).
     """
     span = (kernel - 1) * dilation + 1
     total = max((-(-size // stride) - 1) * stride + span - size, 0)

@@ -101,24 +101,30 @@ def _unfused_paddings(model: tf.keras.Model) -> Iterator[int]:
             del layer.call  # the class's call again
 
 
+def _sole_consumer(layer: Any) -> Any | None:
+    """The layer that alone consumes `layer`'s output, if `layer` is called exactly once."""
+    if len(layer._inbound_nodes) == 1 and len(layer._outbound_nodes) == 1:
+        return layer._outbound_nodes[0].outbound_layer
+    return None
+
+
+def _channel_batch_norm(layer: Any) -> bool:
+    """A BatchNormalization over the channels, called once."""
+    return (
+        isinstance(layer, tf.keras.layers.BatchNormalization)
+        and len(layer._inbound_nodes) == 1
+        and tuple(np.atleast_1d(layer.axis)) in ((-1,), (3,))
+    )
+
+
 def _k_batch_norms(model: tf.keras.Model) -> list[tuple[Any, Any]]:
     """(BinaryConv2D with K, the BatchNorm that alone consumes it) pairs of `model`."""
     pairs = []
     for conv in walk_layers(model):
-        if not (
-            isinstance(conv, BinaryConv2D)
-            and conv.activation_scaling
-            and len(conv._inbound_nodes) == 1
-            and len(conv._outbound_nodes) == 1
-        ):
-            continue
-        norm = conv._outbound_nodes[0].outbound_layer
-        if (
-            isinstance(norm, tf.keras.layers.BatchNormalization)
-            and len(norm._inbound_nodes) == 1
-            and tuple(np.atleast_1d(norm.axis)) in ((-1,), (3,))
-        ):
-            pairs.append((conv, norm))
+        if isinstance(conv, BinaryConv2D) and conv.activation_scaling:
+            norm = _sole_consumer(conv)
+            if norm is not None and _channel_batch_norm(norm):
+                pairs.append((conv, norm))
     return pairs
 
 
@@ -180,14 +186,7 @@ def _input_norms(model: tf.keras.Model) -> list[tuple[Any, Any, np.ndarray, np.n
     quantized = (lq.layers.QuantConv2D, lq.layers.QuantDepthwiseConv2D)
     found = []
     for norm in walk_layers(model):
-        if not (
-            isinstance(norm, tf.keras.layers.BatchNormalization)
-            and len(norm._inbound_nodes) == 1
-            and len(norm._outbound_nodes) == 1
-            and tuple(np.atleast_1d(norm.axis)) in ((-1,), (3,))
-        ):
-            continue
-        conv = norm._outbound_nodes[0].outbound_layer
+        conv = _sole_consumer(norm) if _channel_batch_norm(norm) else None
         if not (
             isinstance(conv, quantized)
             and isinstance(conv.input_quantizer, _SIGN_QUANTIZERS)
@@ -243,11 +242,9 @@ def _expand_adds(model: tf.keras.Model) -> list[tuple[Any, Any, int]]:
             isinstance(link, ElasticLink)
             and link.kind == "expand"
             and link.filters % link.input_channels == 0
-            and len(link._inbound_nodes) == 1
-            and len(link._outbound_nodes) == 1
         ):
             continue
-        add = link._outbound_nodes[0].outbound_layer
+        add = _sole_consumer(link)
         if not isinstance(add, tf.keras.layers.Add) or len(add._inbound_nodes) != 1:
             continue
         sources = add._inbound_nodes[0].inbound_layers
