@@ -13,7 +13,8 @@ settings, and for each compared pair its FLOPs, size and latency ratios with the
 fast-inference goals (docs/deployment.md).
 Host latency is LCE's Python interpreter on this machine, a relative measure; ARM64
 numbers need lce_benchmark_model (convert/benchmark.py --device).
-`--units` instead times single bottleneck units with each lowering of the Expand link.
+`--units` instead times single units of EL-ResNet50's stage 1: with each lowering of the
+Expand link, and with and without K.
 """
 
 import dataclasses
@@ -30,13 +31,13 @@ from absl import app, flags
 
 from el_larq import cli, io, reference
 from el_larq.cli import flag_groups
-from el_larq.deploy import profile
+from el_larq.deploy import profile, rewrites
 from el_larq.deploy.census import census
 from el_larq.deploy.conversion import convert
 from el_larq.deploy.flatbuffer import op_counts, size_report, weight_bytes
-from el_larq.deploy.host import LATENCY_HEADER, Latency, host_latency
+from el_larq.deploy.host import LATENCY_HEADER, Latency, host_latency, make_interpreter
 from el_larq.deploy.int8 import format_quantized, quantize_weights
-from el_larq.layers import BinaryConv2D
+from el_larq.layers import BinaryConv2D, el_conv
 from el_larq.safety import DeploymentError
 from el_larq.summary import model_summary
 from el_larq.zoo import get_model
@@ -108,7 +109,8 @@ flags.DEFINE_bool(
     "units",
     False,
     "Instead of the whole models, time single bottleneck units at ResNet50 stage-1 size "
-    "(56x56, 64 <-> 256 channels, block residual) with each way of lowering the Expand link.",
+    "(56x56, 64 <-> 256 channels) with each way of lowering the Expand link (with the block "
+    "residual), and the reduce unit with and without K.",
 )
 
 
@@ -283,7 +285,8 @@ def _expand_unit(variant: str) -> tf.keras.Model:
     * `concat`: `ElasticLink` as it is: CONCATENATION of 4 copies, MUL by 1/gamma, ADD;
     * `scale_first`: MUL by 1/gamma on the 64 input channels, then CONCATENATION, ADD;
     * `broadcast`: MUL on the 64 input channels, then a broadcasting ADD onto the conv
-      output viewed as (56, 56, 4, 64): no 256-channel copy at all;
+      output viewed as (56, 56, 4, 64), no 256-channel copy at all: `convert`'s own
+      rewrite of an Expand link (`el_larq.deploy.rewrites`);
     * `add_n`: as `scale_first`, with the link and the residual added in one ADD_N.
 
     All but `none` compute the same values: output channel c gets input channel c mod 64.
@@ -298,10 +301,7 @@ def _expand_unit(variant: str) -> tf.keras.Model:
     elif variant == "scale_first":
         y = y + tf.concat([inputs * scale] * 4, axis=-1)
     elif variant == "broadcast":
-        grouped = tf.reshape(y, (-1, 56, 56, 4, 64)) + tf.reshape(
-            inputs * scale, (-1, 56, 56, 1, 64)
-        )
-        y = tf.reshape(grouped, (-1, 56, 56, 256))
+        y = rewrites.broadcast_add(1, 4)([y, inputs * scale])
     if variant == "add_n":
         y = tf.add_n([y, tf.concat([inputs * scale] * 4, axis=-1), residual])
     else:
@@ -309,7 +309,48 @@ def _expand_unit(variant: str) -> tf.keras.Model:
     return tf.keras.Model([inputs, residual], y)
 
 
+def _k_unit(variant: str) -> tf.keras.Model:
+    """EL-ResNet50's first reduce unit (BinaryConv2D 256 -> 64 + BN at 56x56, its Squeeze
+    link) without K (`none`) and with K (`k`, as `convert` lowers it: docs/deployment.md)."""
+    inputs = tf.keras.Input((56, 56, 256))
+    y = el_conv(inputs, 64, 1, activation_scaling=variant == "k", name="reduce")
+    return profile.as_if_trained(tf.keras.Model(inputs, y))
+
+
+def _time_units(name: str, models: dict[str, tf.keras.Model], inputs: list[np.ndarray]) -> None:
+    """Convert `models` (variant `none` first), check each flatbuffer against its Keras
+    model on `inputs`, time them side by side and print what each variant adds to `none`."""
+    flatbuffers = {}
+    for variant, model in models.items():
+        flatbuffers[variant], _ = convert(model)
+        interpreter = make_interpreter(flatbuffers[variant], num_threads=1)
+        # The flatbuffer's inputs need not be in the Keras model's order; here no two
+        # inputs have the same shape.
+        by_shape = {x.shape: x for x in inputs}
+        ordered = [by_shape[tuple(shape)] for shape in interpreter.input_shapes]
+        np.testing.assert_allclose(
+            interpreter.predict(ordered if len(ordered) > 1 else ordered[0]),
+            model(inputs, training=False),
+            rtol=1e-4,
+            atol=1e-4,
+        )
+        print(f"{name} {variant}: {dict(op_counts(flatbuffers[variant]))}")
+    for path in FLAGS.paths:
+        latency = _host_latency(flatbuffers, PATHS[path])
+        print(f"\n{name}, {path} path:\n{LATENCY_HEADER}")
+        print("\n".join(row.row() for row in latency.values()))
+        for statistic in ("cpu_min_ms", "cpu_median_ms"):
+            base = getattr(latency["none"], statistic)
+            for variant in list(models)[1:]:
+                extra = getattr(latency[variant], statistic) - base
+                print(
+                    f"{name} {variant}: adds {extra:.3f} ms ({extra / base:+.1%} of the unit), "
+                    f"{statistic.replace('_ms', '').replace('_', ' ')}"
+                )
+
+
 def _units() -> None:
+    """Time the Expand link's lowerings and K in single units of EL-ResNet50's stage 1."""
     variants = ("none", "concat", "scale_first", "broadcast", "add_n")
     models = {variant: _expand_unit(variant) for variant in variants}
     reference = models["concat"]
@@ -318,18 +359,9 @@ def _units() -> None:
     for variant in variants[2:]:
         models[variant].set_weights(reference.get_weights())
         np.testing.assert_allclose(models[variant](x), reference(x), rtol=1e-5, atol=1e-5)
-    flatbuffers = {}
-    for variant, model in models.items():
-        flatbuffers[variant], _ = convert(model)
-        print(f"{variant}: {dict(op_counts(flatbuffers[variant]))}")
-    for path in FLAGS.paths:
-        latency = _host_latency(flatbuffers, PATHS[path])
-        print(f"\n{path} path:\n{LATENCY_HEADER}")
-        print("\n".join(row.row() for row in latency.values()))
-        base = latency["none"].cpu_median_ms
-        for variant in variants[1:]:
-            extra = latency[variant].cpu_median_ms - base
-            print(f"{variant}: link costs {extra:.3f} ms CPU ({extra / base:+.1%} of the unit)")
+    _time_units("expand link", models, x)
+    models = {variant: _k_unit(variant) for variant in ("none", "k")}
+    _time_units("K", models, [rng.normal(size=(1, 56, 56, 256)).astype(np.float32)])
 
 
 def _report_models() -> None:
@@ -374,12 +406,12 @@ def _report_models() -> None:
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if FLAGS.units:
-        _units()
-        return 0
     try:
         _check_flags()
-        _report_models()
+        if FLAGS.units:
+            _units()
+        else:
+            _report_models()
     except DeploymentError as error:  # bad flags, or an output that cannot be written
         print(f"overhead_report: error: {error}", file=sys.stderr)
         return 1

@@ -121,7 +121,7 @@ def test_host_latency_times_a_model_with_two_inputs():
     assert row.runs == 3 and row.median_ms > 0
 
 
-def test_expand_link_lowerings_agree_and_are_timed_side_by_side():
+def test_expand_link_lowerings_and_k_are_checked_and_timed_side_by_side():
     result = subprocess.run(
         [sys.executable, str(SCRIPT.parent / "overhead_report.py"), "--units", "--num_runs=2"]
         + ["--rounds=1", "--warmup_runs=0", "--paths=default"],
@@ -129,11 +129,16 @@ def test_expand_link_lowerings_agree_and_are_timed_side_by_side():
         text=True,
         timeout=300,
     )
-    assert result.returncode == 0, result.stderr[-2000:]  # the variants' values agree
+    # The variants' values agree, and each flatbuffer gives its Keras model's values.
+    assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
-    assert "add_n: {" in out and "'ADD_N': 1" in out
+    assert "expand link add_n: {" in out and "'ADD_N': 1" in out
+    assert "expand link broadcast: {" in out and "'CONCATENATION'" not in out.split(
+        "expand link broadcast: {"
+    )[1].split("\n")[0]
     for variant in ("concat", "scale_first", "broadcast", "add_n"):
-        assert f"{variant}: link costs" in out
+        assert f"expand link {variant}: adds" in out
+    assert "K k: adds" in out and "'RELU': 1" in out.split("K k: {")[1].split("\n")[0]
 
 
 def test_unknown_kernel_lists_the_valid_ones(tflite):

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import larq as lq
@@ -30,7 +30,7 @@ import tensorflow as tf
 from el_larq.deploy.kinds import walk_layers
 from el_larq.layers import BinaryConv2D, ElasticLink, same_padding
 
-__all__ = ["traced_for_deployment"]
+__all__ = ["broadcast_add", "traced_for_deployment"]
 
 
 def _misfused(padding: tf.keras.layers.ZeroPadding2D) -> bool:
@@ -258,7 +258,23 @@ def _identity(x):
     return x
 
 
-def _broadcast_add(index: int, groups: int):
+def broadcast_add(index: int, groups: int) -> Callable[[list[tf.Tensor]], tf.Tensor]:
+    """`y + concat([x] * groups)` without the copies: the call of an Expand link's `Add`.
+
+    # Arguments
+        index: Which of the two inputs is the link's `x` (`Ci` channels); the other is
+            the conv output `y` (`groups * Ci` channels).
+        groups: How many copies of `x` the link adds.
+
+    # Returns
+        A function of the two inputs returning their sum with `Co` channels.
+
+    # Example
+        ```python
+        y = broadcast_add(1, 4)([conv_output, link_input])  # 256 = 4 x 64 channels
+        ```
+    """
+
     def call(inputs):
         x, y = inputs[index], inputs[1 - index]
         height, width, channels = x.shape[1], x.shape[2], x.shape[3]
@@ -284,7 +300,7 @@ def _expand_links_broadcast(model: tf.keras.Model) -> Iterator[int]:
     found = _expand_adds(model)
     for link, add, index in found:
         link._expand = _identity
-        add.call = _broadcast_add(index, link.groups)
+        add.call = broadcast_add(index, link.groups)
     try:
         yield len(found)
     finally:
