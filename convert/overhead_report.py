@@ -39,6 +39,7 @@ from el_larq.deploy.host import LATENCY_HEADER, Latency, host_latency, make_inte
 from el_larq.deploy.int8 import format_quantized, quantize_weights
 from el_larq.layers import BinaryConv2D, el_conv
 from el_larq.safety import DeploymentError
+from el_larq.stats import ratio_interval
 from el_larq.summary import model_summary
 from el_larq.zoo import get_model
 
@@ -189,6 +190,15 @@ def _table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
+def _verdict(low: float, high: float, goal: float | None) -> str | None:
+    """`met` / `not met` only when the ratio's 95 % interval is on one side of the goal."""
+    if goal is None:
+        return None
+    if high <= goal:
+        return "met"
+    return "not met" if low > goal else "undecided"
+
+
 def _ratios(results: dict[str, dict], latency: dict[str, dict[str, Latency]]) -> list[dict]:
     rows = []
     for numerator, denominator, goal in GOALS:
@@ -199,9 +209,12 @@ def _ratios(results: dict[str, dict], latency: dict[str, dict[str, Latency]]) ->
             row["size"] = len(num["flatbuffer"]) / len(den["flatbuffer"])
         for path, times in latency.items():
             if numerator in times and denominator in times:
-                value = times[numerator].median_ms / times[denominator].median_ms
-                row[path] = value
-                row[f"{path}_met"] = None if goal is None else value <= goal
+                num, den = times[numerator], times[denominator]
+                row[path] = num.median_ms / den.median_ms
+                # Paired by interleaved round: the interval the verdict rests on.
+                _, low, high = ratio_interval(num.round_medians_ms, den.round_medians_ms)
+                row[f"{path}_interval"] = [low, high] if high < float("inf") else None
+                row[f"{path}_verdict"] = _verdict(low, high, goal)
         if any(path in row for path in latency):
             rows.append(row)
     return rows
@@ -250,13 +263,19 @@ def _report(results: dict[str, dict], latency: dict[str, dict[str, Latency]]) ->
         print("\n".join(latency[path][label].row() for label in labels))
 
     ratios = _ratios(results, latency)
-    print("\n## Ratios: FLOPs, flatbuffer size, latency (medians) and the latency goals\n")
+    print(
+        "\n## Ratios: FLOPs, flatbuffer size, latency (ratio of medians [95 % interval of the "
+        "per-round ratios]) and the latency goals (met / not met only when the interval is on "
+        "one side of the goal)\n"
+    )
 
     def cell(row: dict, path: str) -> str:
         if path not in row:
             return "-"
-        verdict = {None: "", True: " (met)", False: " (not met)"}[row[f"{path}_met"]]
-        return f"{row[path]:.3f}{verdict}"
+        bounds = row[f"{path}_interval"]  # None from a single round
+        interval = f" [{bounds[0]:.3f}, {bounds[1]:.3f}]" if bounds else ""
+        verdict = row[f"{path}_verdict"]
+        return f"{row[path]:.3f}{interval}" + (f" ({verdict})" if verdict else "")
 
     print(
         _table(

@@ -33,7 +33,6 @@ from study_records import (
     lce_table,
     new_figure,
     results_table,
-    t_interval,
     top1_by_recipe,
     write_runs_csv,
 )
@@ -42,6 +41,7 @@ import el_larq  # noqa: F401  (Keras 2 before TensorFlow)
 from el_larq.io import write_atomic
 from el_larq.plots import MATPLOTLIB_MISSING, save_png
 from el_larq.recipes import load_recipe
+from el_larq.stats import t_interval
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = flags.FLAGS

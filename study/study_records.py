@@ -17,9 +17,7 @@ import statistics
 from collections.abc import Callable
 
 from el_larq.io import write_atomic
-
-# Two-sided 95 % quantiles of Student's t for 1..10 degrees of freedom.
-_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228]
+from el_larq.stats import t_interval
 
 
 def load_json(path: str):
@@ -64,17 +62,6 @@ def collect(records: str) -> list[dict]:
             }
         )
     return runs
-
-
-def t_interval(values: list[float]) -> tuple[float, float]:
-    """Mean of `values` and the half-width of its t-based 95 % confidence interval.
-
-    The half-width is `inf` for fewer than two values (no interval can be given).
-    """
-    if len(values) < 2:
-        return (values[0] if values else math.nan), math.inf
-    t = _T975[min(len(values) - 2, len(_T975) - 1)]
-    return statistics.mean(values), t * statistics.stdev(values) / len(values) ** 0.5
 
 
 def contrast(

@@ -110,6 +110,9 @@ def test_host_latency_runs_every_kernel_interleaved(tflite, kernel):
     for row in results.values():
         assert row.runs == 5 and row.kernel == kernel
         assert row.min_ms <= row.median_ms <= row.max_ms
+        # Rounds of 3 and 2 runs: each round's median lies within the runs' range.
+        assert len(row.round_medians_ms) == 2
+        assert all(row.min_ms <= t <= row.max_ms for t in row.round_medians_ms)
         assert 0 < row.cpu_min_ms <= row.cpu_median_ms
 
 
@@ -133,9 +136,10 @@ def test_expand_link_lowerings_and_k_are_checked_and_timed_side_by_side():
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
     assert "expand link add_n: {" in out and "'ADD_N': 1" in out
-    assert "expand link broadcast: {" in out and "'CONCATENATION'" not in out.split(
-        "expand link broadcast: {"
-    )[1].split("\n")[0]
+    assert (
+        "expand link broadcast: {" in out
+        and "'CONCATENATION'" not in out.split("expand link broadcast: {")[1].split("\n")[0]
+    )
     for variant in ("concat", "scale_first", "broadcast", "add_n"):
         assert f"expand link {variant}: adds" in out
     assert "K k: adds" in out and "'RELU': 1" in out.split("K k: {")[1].split("\n")[0]
@@ -188,6 +192,8 @@ def test_overhead_report_compares_models_on_both_paths_at_a_small_size(tmp_path)
     ratios = {row["ratio"]: row for row in report["ratios"]}
     row = ratios["EL-ResNet50 / EL-ResNet50 without K"]
     assert row["goal"] == 1.02 and row["default"] > 0 and row["xnnpack"] > 0
+    # One round: no interval, so no verdict on the goal.
+    assert row["default_interval"] is None and row["default_verdict"] == "undecided"
     assert "EL-ResNet26 / ResNet26 (float)" not in ratios  # not built
     assert "| EL-ResNet50 / ResNet50 (float) |" in result.stdout
     assert "faster path" in result.stdout
@@ -196,7 +202,7 @@ def test_overhead_report_compares_models_on_both_paths_at_a_small_size(tmp_path)
 def test_overhead_report_compares_el_reactnet_with_reactnet_c(tmp_path):
     script = SCRIPT.parent / "overhead_report.py"
     out = tmp_path / "overhead.json"
-    args = ["--image_size=32", "--num_runs=1", "--rounds=1", "--warmup_runs=0"]
+    args = ["--image_size=32", "--num_runs=4", "--rounds=2", "--warmup_runs=0"]
     args += ["--paths=default", "--models=el_reactnet,reactnet_c", f"--json={out}"]
     result = subprocess.run(
         [sys.executable, str(script), *args], capture_output=True, text=True, timeout=600
@@ -212,6 +218,12 @@ def test_overhead_report_compares_el_reactnet_with_reactnet_c(tmp_path):
     }
     row = {row["ratio"]: row for row in report["ratios"]}["EL-ReActNet / ReActNet-C"]
     assert row["goal"] == 1.02 and row["default"] > 0 and "xnnpack" not in row
+    # Two rounds: an interval of the paired per-round ratios decides the goal, or not.
+    low, high = row["default_interval"]
+    assert 0 < low <= high
+    expected = "met" if high <= 1.02 else "not met" if low > 1.02 else "undecided"
+    assert row["default_verdict"] == expected
+    assert f"[{low:.3f}, {high:.3f}] ({expected})" in result.stdout
     assert row["flops"] == el["flops"]["flops"] / c["flops"]["flops"]
     assert 1 < row["flops"] < 1.05 and 1 <= row["size"] < 1.01
     assert "| EL-ReActNet / ReActNet-C | 1.0" in result.stdout

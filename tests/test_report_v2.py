@@ -94,15 +94,6 @@ def test_report_v2_without_records_is_one_line_error(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize(
-    "values, mean, half",
-    [([1.0, 2.0], 1.5, 12.706 * 0.5**0.5 / 2**0.5), ([3.0], 3.0, float("inf"))],
-)
-def test_t_interval(values, mean, half):
-    got_mean, got_half = study_records.t_interval(values)
-    assert got_mean == pytest.approx(mean) and got_half == pytest.approx(half)
-
-
 def test_contrast_uses_only_seeds_every_recipe_has():
     top1 = {"a": {0: 5.0, 1: 6.0, 2: 9.0}, "b": {0: 1.0, 1: 1.0}, "c": {0: 1.0, 1: 2.0}}
     mean, _, n = study_records.contrast(top1, {"a": 1, "b": -1, "c": -1})

@@ -43,7 +43,9 @@ class Latency:
     `median_ms` is None for `lce_benchmark_model`, which prints no median.
     `cpu_median_ms` / `cpu_min_ms` (host only) are the process CPU time of the same
     runs: with one thread they equal the latency of an undisturbed run, and unlike wall
-    time they hardly move when other jobs share the cores.
+    time they hardly move when other jobs share the cores. `round_medians_ms` (host
+    only) is the median wall time of each interleaved round, for paired comparisons of
+    models timed in the same rounds (`el_larq.stats.ratio_interval`).
     """
 
     model: str
@@ -57,6 +59,7 @@ class Latency:
     max_ms: float
     cpu_median_ms: float | None = None
     cpu_min_ms: float | None = None
+    round_medians_ms: list[float] = dataclasses.field(default_factory=list)
 
     def row(self) -> str:
         """One row of `LATENCY_HEADER`'s table."""
@@ -153,7 +156,8 @@ def _timed_runs(
     return times
 
 
-def _latency(name, times, num_threads, kernel) -> Latency:
+def _latency(name, rounds, num_threads, kernel) -> Latency:
+    times = [run for runs in rounds for run in runs]
     wall, cpu = [t for t, _ in times], [c for _, c in times]
     return Latency(
         model=name,
@@ -167,6 +171,7 @@ def _latency(name, times, num_threads, kernel) -> Latency:
         max_ms=max(wall),
         cpu_median_ms=statistics.median(cpu),
         cpu_min_ms=min(cpu),
+        round_medians_ms=[statistics.median(t for t, _ in runs) for runs in rounds],
     )
 
 
@@ -227,5 +232,5 @@ def host_latency(
     for r in range(rounds):
         per_round = num_runs // rounds + (1 if r < num_runs % rounds else 0)
         for name in flatbuffers:
-            times[name] += _timed_runs(interpreters[name], inputs[name], per_round)
+            times[name].append(_timed_runs(interpreters[name], inputs[name], per_round))
     return {name: _latency(name, times[name], num_threads, kernel) for name in flatbuffers}

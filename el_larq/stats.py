@@ -1,0 +1,80 @@
+"""Confidence intervals for the few places that claim an ordering: studies and benchmarks.
+
+Accuracies over seeds (`study/`) and latency ratios over interleaved benchmark rounds
+(`convert/overhead_report.py`) are judged the same way: a verdict only when the 95 %
+interval excludes the threshold.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+
+__all__ = ["ratio_interval", "t_interval", "t_quantile_975"]
+
+# Two-sided 95 % quantiles of Student's t for 1..10 degrees of freedom.
+_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228]
+_Z975 = 1.959964
+
+
+def t_quantile_975(df: int) -> float:
+    """The 97.5 % quantile of Student's t with `df` degrees of freedom.
+
+    Exact to three decimals from a table up to 10, then the Cornish-Fisher expansion
+    around the normal quantile (within 0.003 of the true value for `df` > 10).
+    """
+    if df < 1:
+        raise ValueError(f"degrees of freedom must be >= 1, got {df}")
+    if df <= len(_T975):
+        return _T975[df - 1]
+    z = _Z975
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+
+
+def t_interval(values: Sequence[float]) -> tuple[float, float]:
+    """Mean of `values` and the half-width of its t-based 95 % confidence interval.
+
+    # Arguments
+        values: Independent measurements (e.g. one per seed).
+
+    # Returns
+        `(mean, half_width)`; the half-width is `inf` for fewer than two values (no
+        interval can be given).
+
+    # Example
+        ```python
+        mean, half = t_interval([82.0, 81.2, 82.8])  # 82.0 +- 1.99
+        ```
+    """
+    if len(values) < 2:
+        return (values[0] if values else math.nan), math.inf
+    half = t_quantile_975(len(values) - 1) * statistics.stdev(values) / len(values) ** 0.5
+    return statistics.mean(values), half
+
+
+def ratio_interval(
+    numerators: Sequence[float], denominators: Sequence[float]
+) -> tuple[float, float, float]:
+    """Geometric mean of paired ratios and its 95 % interval (t-based, on the log scale).
+
+    Pairs are e.g. two models' median latencies in the same interleaved round: a slow
+    phase of the host moves both, so their ratio is steadier than either time.
+
+    # Arguments
+        numerators: One positive value per pair.
+        denominators: The other value of each pair.
+
+    # Returns
+        `(ratio, low, high)`; `low` and `high` are 0 and `inf` for fewer than two pairs.
+
+    # Example
+        ```python
+        ratio, low, high = ratio_interval([10.4, 11.0, 10.1], [10.0, 10.2, 9.9])
+        ```
+    """
+    if len(numerators) != len(denominators) or not numerators:
+        raise ValueError("ratio_interval needs the same positive number of each")
+    logs = [math.log(a / b) for a, b in zip(numerators, denominators, strict=True)]
+    mean, half = t_interval(logs)
+    return math.exp(mean), math.exp(mean - half), math.exp(mean + half)
