@@ -212,7 +212,8 @@ def _ratios(results: dict[str, dict], latency: dict[str, dict[str, Latency]]) ->
                 num, den = times[numerator], times[denominator]
                 row[path] = num.median_ms / den.median_ms
                 # Paired by interleaved round: the interval the verdict rests on.
-                _, low, high = ratio_interval(num.round_medians_ms, den.round_medians_ms)
+                paired, low, high = ratio_interval(num.round_medians_ms, den.round_medians_ms)
+                row[f"{path}_paired"] = paired
                 row[f"{path}_interval"] = [low, high] if high < float("inf") else None
                 row[f"{path}_verdict"] = _verdict(low, high, goal)
         if any(path in row for path in latency):
@@ -264,18 +265,21 @@ def _report(results: dict[str, dict], latency: dict[str, dict[str, Latency]]) ->
 
     ratios = _ratios(results, latency)
     print(
-        "\n## Ratios: FLOPs, flatbuffer size, latency (ratio of medians [95 % interval of the "
-        "per-round ratios]) and the latency goals (met / not met only when the interval is on "
-        "one side of the goal)\n"
+        "\n## Ratios: FLOPs, flatbuffer size, latency and the latency goals\n\nLatency: "
+        "ratio of medians; geometric mean of the per-round ratios (rounds are paired: both "
+        "models timed in each) [its 95 % interval]; met / not met only when the interval is "
+        "on one side of the goal.\n"
     )
 
     def cell(row: dict, path: str) -> str:
         if path not in row:
             return "-"
         bounds = row[f"{path}_interval"]  # None from a single round
-        interval = f" [{bounds[0]:.3f}, {bounds[1]:.3f}]" if bounds else ""
+        paired = f"{row[f'{path}_paired']:.3f}"
+        if bounds:
+            paired += f" [{bounds[0]:.3f}, {bounds[1]:.3f}]"
         verdict = row[f"{path}_verdict"]
-        return f"{row[path]:.3f}{interval}" + (f" ({verdict})" if verdict else "")
+        return f"{row[path]:.3f}; {paired}" + (f" {verdict}" if verdict else "")
 
     print(
         _table(

@@ -223,7 +223,7 @@ def test_overhead_report_compares_el_reactnet_with_reactnet_c(tmp_path):
     assert 0 < low <= high
     expected = "met" if high <= 1.02 else "not met" if low > 1.02 else "undecided"
     assert row["default_verdict"] == expected
-    assert f"[{low:.3f}, {high:.3f}] ({expected})" in result.stdout
+    assert f"{row['default_paired']:.3f} [{low:.3f}, {high:.3f}] {expected}" in result.stdout
     assert row["flops"] == el["flops"]["flops"] / c["flops"]["flops"]
     assert 1 < row["flops"] < 1.05 and 1 <= row["size"] < 1.01
     assert "| EL-ReActNet / ReActNet-C | 1.0" in result.stdout
