@@ -61,6 +61,25 @@ def test_every_op_of_the_graph_is_timed_once_in_order(flatbuffer):
     assert f"{len(result.ops)} ops" in text and "| LceBconv2d | 3 |" in text
 
 
+def test_ops_are_attributed_to_their_role_in_the_el_network(flatbuffer):
+    result = profile.profile_host(flatbuffer, name="tiny", num_runs=2, warmup_runs=0, rounds=1)
+    roles = {op.index: profile.op_role(op) for op in result.ops}
+    assert set(roles.values()) <= set(profile.ROLES)
+    count = {row["role"]: row["count"] for row in result.by_role()}
+    assert count["binary conv"] == 3 and count["sign (LceQuantize)"] == 3
+    assert count["float conv / dense"] == 2  # the stem (its BatchNorm folded), the classifier
+    for op in result.ops:
+        if op.op in ("RELU", "SUB"):  # only K's mean |x| has these here
+            assert roles[op.index] == "K (activation scaling)", op.name
+        if op.op in ("SUM", "MAX_POOL_2D", "RESHAPE"):  # Squeeze; Identity's pool; Expand
+            assert roles[op.index] == "Elastic-Link", op.name
+    # Every link add (Squeeze, Identity, Expand) is the link's.
+    adds = [op for op in result.ops if op.op == "ADD" and "_add/" in op.name]
+    assert len(adds) == 3 and {roles[op.index] for op in adds} == {"Elastic-Link"}
+    assert sum(row["ms"] for row in result.by_role()) == pytest.approx(result.sum_ms)
+    assert "| role | count | ms | share |" in profile.format_profile(result)
+
+
 def test_one_op_graphs_reproduce_the_whole_graphs_values(flatbuffer):
     """Each cut-out op, fed the captured inputs, computes what it computes in the model."""
     model = profile._load(flatbuffer)
@@ -208,3 +227,4 @@ def test_benchmark_cli_profile_prints_and_writes_json(flatbuffer, tmp_path):
     assert saved[0]["model"] == "tiny"
     assert [op["op"] for op in saved[0]["ops"]] == flatbuffer_ops(flatbuffer)
     assert {row["op"] for row in saved[0]["by_type"]} == set(flatbuffer_ops(flatbuffer))
+    assert {row["role"] for row in saved[0]["by_role"]} <= set(profile.ROLES)

@@ -44,10 +44,12 @@ from el_larq.deploy.kinds import walk_layers
 from el_larq.safety import DeploymentError
 
 __all__ = [
+    "ROLES",
     "OpTime",
     "Profile",
     "as_if_trained",
     "format_profile",
+    "op_role",
     "parse_op_profile",
     "profile_host",
 ]
@@ -83,25 +85,96 @@ class Profile:
         """Sum of the per-op times; compare with `graph_ms`."""
         return sum(op.ms for op in self.ops)
 
-    def by_type(self) -> list[dict[str, Any]]:
-        """`[{"op", "count", "ms", "share"}]`, slowest op type first (share of `sum_ms`)."""
+    def _grouped(self, key: str, group) -> list[dict[str, Any]]:
         totals: dict[str, list[float]] = collections.defaultdict(list)
         for op in self.ops:
-            totals[op.op].append(op.ms)
+            totals[group(op)].append(op.ms)
         total = self.sum_ms or 1.0
         rows = [
-            {"op": op, "count": len(times), "ms": sum(times), "share": sum(times) / total}
-            for op, times in totals.items()
+            {key: name, "count": len(times), "ms": sum(times), "share": sum(times) / total}
+            for name, times in totals.items()
         ]
         return sorted(rows, key=lambda row: -row["ms"])
 
+    def by_type(self) -> list[dict[str, Any]]:
+        """`[{"op", "count", "ms", "share"}]`, slowest op type first (share of `sum_ms`)."""
+        return self._grouped("op", lambda op: op.op)
+
+    def by_role(self) -> list[dict[str, Any]]:
+        """`[{"role", "count", "ms", "share"}]` by `op_role`, slowest role first."""
+        return self._grouped("role", op_role)
+
     def to_json(self) -> dict[str, Any]:
-        """Everything, plus the by-type table and the sums, as plain JSON values."""
+        """Everything, plus the by-type and by-role tables and the sums, as JSON values."""
         return {
             **dataclasses.asdict(self),
             "sum_ms": self.sum_ms,
             "by_type": self.by_type(),
+            "by_role": self.by_role(),
         }
+
+
+# Roles of the ops a converted el_larq model holds, found from the Keras layer names
+# in the op's output tensor name (`el_larq.layers.el_conv` names its layers
+# `{name}_conv`, `{name}_bn`, `{name}_el`, ...); the first suffix found from the right
+# wins, so `stage1_block1_reduce_conv/Relu` is K's.
+ROLES = {
+    "binary conv": "LceBconv2d",
+    "sign (LceQuantize)": "LceQuantize, LceDequantize",
+    "float conv / dense": "CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED (stem, downsample "
+    "shortcuts, binary depthwise convs run in float, classifier)",
+    "K (activation scaling)": "the other ops of a `*_conv` layer: mean |x|, its pooling, the "
+    "multiply by K",
+    "BatchNorm not folded": "ops of a `*_bn` layer (e.g. the bias after K)",
+    "BatchNorm before a sign": "ops of an `*_input_bn` layer (thresholds)",
+    "Elastic-Link": "ops of `*_el` and `*_add` layers: Squeeze, Expand, pools, 1/gamma, the adds",
+    "gating": "ops of a `*_gating` layer (Real-to-Binary)",
+    "other": "everything else: stem pool, block residuals, activations, head",
+}
+_ROLE_OPS = {
+    "LceBconv2d": "binary conv",
+    "LceQuantize": "sign (LceQuantize)",
+    "LceDequantize": "sign (LceQuantize)",
+    "CONV_2D": "float conv / dense",
+    "DEPTHWISE_CONV_2D": "float conv / dense",
+    "FULLY_CONNECTED": "float conv / dense",
+}
+_ROLE_SUFFIXES = (
+    ("_input_bn", "BatchNorm before a sign"),
+    ("_conv", "K (activation scaling)"),
+    ("_bn", "BatchNorm not folded"),
+    ("_el", "Elastic-Link"),
+    ("_add", "Elastic-Link"),
+    ("_gating", "gating"),
+)
+
+
+def op_role(op: OpTime) -> str:
+    """What an op of a converted el_larq model is for: one of `ROLES`.
+
+    By op type for convs and signs, otherwise by the Keras layer its output tensor is
+    named after (`el_larq.layers.el_conv`'s names). Ops of models built without
+    `el_conv` fall under `"other"` unless they are convs or signs.
+
+    # Arguments
+        op: One op of a `Profile`.
+
+    # Returns
+        The role's name, a key of `ROLES`.
+
+    # Example
+        ```python
+        shares = {row["role"]: row["share"] for row in profile.by_role()}
+        ```
+    """
+    if op.op in _ROLE_OPS:
+        return _ROLE_OPS[op.op]
+    layers = op.name.split(";")[0].split("/")[:-1]  # the last part names the op
+    for layer in reversed(layers):
+        for suffix, role in _ROLE_SUFFIXES:
+            if layer.endswith(suffix):
+                return role
+    return "other"
 
 
 # ---------------------------------------------------------------- host
@@ -419,7 +492,8 @@ def _shape(shapes: list[list[int]]) -> str:
 
 
 def format_profile(profile: Profile, top: int = 15) -> str:
-    """The profile as Markdown: summary line, time by op type, the `top` slowest ops."""
+    """The profile as Markdown: summary line, time by op type and by role (`op_role`),
+    the `top` slowest ops."""
     settings = f"{profile.num_threads} thread(s), {profile.kernel}"
     if profile.xnnpack:
         settings += ", XNNPACK"
@@ -434,6 +508,10 @@ def format_profile(profile: Profile, top: int = 15) -> str:
     for row in profile.by_type():
         share = 100 * row["share"]
         lines.append(f"| {row['op']} | {row['count']} | {row['ms']:.3f} | {share:.1f} % |")
+    lines += ["", "| role | count | ms | share |", "| --- | --- | --- | --- |"]
+    for row in profile.by_role():
+        share = 100 * row["share"]
+        lines.append(f"| {row['role']} | {row['count']} | {row['ms']:.3f} | {share:.1f} % |")
     lines += [
         "",
         "| # | op | ms | inputs | outputs | name |",
