@@ -5,6 +5,7 @@ exists here: the device parser is tested on output in TensorFlow Lite benchmark_
 profiler format, and those tests say so in their names.
 """
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -77,6 +78,19 @@ def test_ops_are_attributed_to_their_role_in_the_el_network(flatbuffer):
     adds = [op for op in result.ops if op.op == "ADD" and "_add/" in op.name]
     assert len(adds) == 3 and {roles[op.index] for op in adds} == {"Elastic-Link"}
     assert sum(row["ms"] for row in result.by_role()) == pytest.approx(result.sum_ms)
+    # The model's own name is not a layer: `elasticize` names its models `<name>_el`.
+    op = dataclasses.replace(result.ops[0], op="ADD", name="resnet50_el/conv1_relu/Relu")
+    assert profile.op_role(op) == "other"
+    # Names the converter gives (EL-MobileNet): the link's add with the ReLU fused into
+    # it is named after the activation; a binary depthwise conv's padding is the conv's.
+    for kind, name, role in [
+        ("ADD", "m/block1_pointwise_act/Relu;m/block1_pointwise_add", "Elastic-Link"),
+        ("RELU", "m/block1_pointwise_act/Relu", "other"),
+        ("PADV2", "m/block1_depthwise_conv/PadV2", "float conv / dense"),
+        ("LceDequantize", "m/block1_depthwise_conv/ste_sign/Si1", "sign (LceQuantize)"),
+    ]:
+        op = dataclasses.replace(result.ops[0], op=kind, name=name)
+        assert profile.op_role(op) == role, name
     assert "| role | count | ms | share |" in profile.format_profile(result)
 
 

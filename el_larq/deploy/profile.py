@@ -121,13 +121,15 @@ class Profile:
 ROLES = {
     "binary conv": "LceBconv2d",
     "sign (LceQuantize)": "LceQuantize, LceDequantize",
-    "float conv / dense": "CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED (stem, downsample "
-    "shortcuts, binary depthwise convs run in float, classifier)",
-    "K (activation scaling)": "the other ops of a `*_conv` layer: mean |x|, its pooling, the "
+    "float conv / dense": "CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED and the PAD / PADV2 "
+    "before a conv (stem, downsample shortcuts, binary depthwise convs that LCE runs in "
+    "float, classifier)",
+    "K (activation scaling)": "the float ops of a `*_conv` layer: mean |x|, its pooling, the "
     "multiply by K",
     "BatchNorm not folded": "ops of a `*_bn` layer (e.g. the bias after K)",
     "BatchNorm before a sign": "ops of an `*_input_bn` layer (thresholds)",
-    "Elastic-Link": "ops of `*_el` and `*_add` layers: Squeeze, Expand, pools, 1/gamma, the adds",
+    "Elastic-Link": "ops of `*_el` and `*_add` layers (Squeeze, Expand, the links' pools, "
+    "1/gamma, the adds), and an add or reshape named after the `*_act` fused into it",
     "gating": "ops of a `*_gating` layer (Real-to-Binary)",
     "other": "everything else: stem pool, block residuals, activations, head",
 }
@@ -138,7 +140,11 @@ _ROLE_OPS = {
     "CONV_2D": "float conv / dense",
     "DEPTHWISE_CONV_2D": "float conv / dense",
     "FULLY_CONNECTED": "float conv / dense",
+    "PAD": "float conv / dense",
+    "PADV2": "float conv / dense",
 }
+# What K's `mean_c |x|`, its average pool and the multiply by K lower to (any form).
+_K_OPS = {"RELU", "MEAN", "SUB", "MUL", "AVERAGE_POOL_2D", "ABS", "NEG", "MAXIMUM", "SUM"}
 _ROLE_SUFFIXES = (
     ("_input_bn", "BatchNorm before a sign"),
     ("_conv", "K (activation scaling)"),
@@ -146,6 +152,7 @@ _ROLE_SUFFIXES = (
     ("_el", "Elastic-Link"),
     ("_add", "Elastic-Link"),
     ("_gating", "gating"),
+    ("_act", "activation"),
 )
 
 
@@ -169,11 +176,20 @@ def op_role(op: OpTime) -> str:
     """
     if op.op in _ROLE_OPS:
         return _ROLE_OPS[op.op]
-    layers = op.name.split(";")[0].split("/")[:-1]  # the last part names the op
+    # `model/layer[/...]/op`: neither the model's name (an elasticized model's ends in
+    # `_el`) nor the op's own name is a layer.
+    layers = op.name.split(";")[0].split("/")[1:-1]
     for layer in reversed(layers):
         for suffix, role in _ROLE_SUFFIXES:
-            if layer.endswith(suffix):
-                return role
+            if not layer.endswith(suffix):
+                continue
+            if role == "K (activation scaling)" and op.op not in _K_OPS:
+                return "other"
+            if role == "activation":
+                # The converter names the add an activation is fused into after the
+                # activation: in `el_conv` that is the link's add.
+                return "Elastic-Link" if op.op in ("ADD", "ADD_N", "RESHAPE") else "other"
+            return role
     return "other"
 
 
