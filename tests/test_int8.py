@@ -65,6 +65,10 @@ def test_int8_weights_quantize_every_float_layer_and_nothing_else(mixed):
     # The binary depthwise kernel's +-1 weights are stored exactly, the float ones nearly.
     errors = {weight.op: weight.max_abs_error for weight in quantized}
     assert errors["DEPTHWISE_CONV_2D"] == 0
+    # Reports name each by its Keras layer (the op's output), whatever the constant's name.
+    layers = {weight.op: weight.label for weight in quantized}
+    assert "/stem" in layers["CONV_2D"] and "/dw_" in layers["DEPTHWISE_CONV_2D"]
+    assert layers["FULLY_CONNECTED"] == "FULLY_CONNECTED of the model output"
     assert 0 < errors["CONV_2D"] < 0.01 and 0 < errors["FULLY_CONNECTED"] < 0.01
 
     # The int8 weights are what runs: further from Keras than float32 rounding. (How far

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AlignedBuilder",
     "BUILTIN_NAMES",
+    "decoded_name",
     "flatbuffer_ops",
     "op_counts",
     "op_name",
@@ -30,6 +31,17 @@ BUILTIN_NAMES = {
     for name, code in vars(tflite_schema.BuiltinOperator).items()
     if not name.startswith("_")
 }
+
+
+def decoded_name(value: Any) -> str:
+    """A name from the object API (`tflite_schema.ModelT`): bytes, a string or None.
+
+    # Example
+        ```python
+        decoded_name(graph.tensors[op.outputs[0]].name)  # "el_resnet50/stem_bn/FusedBatchNormV3"
+        ```
+    """
+    return value.decode() if isinstance(value, bytes) else str(value or "")
 
 
 def op_name(model: Any, op: Any) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 from larq_compute_engine.mlir.python import tflite_schema
 
 from el_larq.deploy.conversion import convert
-from el_larq.deploy.flatbuffer import BUILTIN_NAMES, AlignedBuilder
+from el_larq.deploy.flatbuffer import BUILTIN_NAMES, AlignedBuilder, decoded_name
 from el_larq.deploy.loading import load_model
 
 __all__ = [
@@ -53,6 +53,14 @@ class QuantizedWeight:
     max_abs_error: float  # largest |w - dequantized w|, in the weights' own units (0: kept)
     int8: bool = True
     reason: str = ""  # why it was kept float
+    # The op's output tensor name, which carries the Keras layer name where the weight
+    # tensor's own name does not (constants the converter folded: `arith.constant12`).
+    layer: str = ""
+
+    @property
+    def label(self) -> str:
+        """The layer when known, else the tensor: for reports."""
+        return self.layer or self.tensor
 
 
 # Weight tensors smaller than this stay float32 by default: they save little, and in a
@@ -70,6 +78,15 @@ def _int8_symmetric(weights: np.ndarray, axis: int | None) -> tuple[np.ndarray, 
         shape[axis] = -1
     values = np.clip(np.round(weights / scale.reshape(shape)), -127, 127).astype(np.int8)
     return values, scale, float(np.abs(weights - values * scale.reshape(shape)).max())
+
+
+def _layer_name(graph: Any, op: Any, op_name: str) -> str:
+    """The Keras layer path in the op's output name: the model's output is named after
+    the signature (`StatefulPartitionedCall:0`), so it is called that instead."""
+    if op.outputs[0] in graph.outputs:
+        return f"{op_name} of the model output"
+    first = decoded_name(graph.tensors[op.outputs[0]].name).split(";")[0]
+    return first if "/" in first else ""
 
 
 def quantize_weights(
@@ -136,7 +153,7 @@ def quantize_weights(
             if op_name == "CONV_2D" and graph.tensors[op.inputs[0]].shape[-1] != tensor.shape[-1]:
                 continue  # grouped: TFLite has no hybrid kernel for it
             weights = np.frombuffer(bytes(buffer.data), np.float32).reshape(tensor.shape)
-            name = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
+            name = decoded_name(tensor.name)
             reason = ""
             if only is not None:
                 reason = "" if name in only else "not selected"
@@ -147,6 +164,7 @@ def quantize_weights(
             record = QuantizedWeight(
                 op=op_name,
                 tensor=name,
+                layer=_layer_name(graph, op, op_name),
                 shape=tuple(int(d) for d in tensor.shape),
                 float32_bytes=weights.nbytes,
                 int8_bytes=weights.nbytes,
@@ -194,14 +212,14 @@ def format_quantized(quantized: Sequence[QuantizedWeight]) -> str:
             f"int8 weights: {len(stored)} tensors ("
             + ", ".join(f"{op} x{count}" for op, count in ops.most_common())
             + f"), {before} -> {after} bytes; largest |weight error| "
-            f"{worst.max_abs_error:.3g} ({worst.tensor})"
+            f"{worst.max_abs_error:.3g} ({worst.label})"
         )
     else:
         lines.append("int8 weights: no float32 conv or dense weights quantized")
     if kept:
         lines.append(
             f"kept float32: {len(kept)} tensors, {sum(w.float32_bytes for w in kept)} bytes ("
-            + "; ".join(f"{w.tensor}: {w.reason}" for w in kept[:4])
+            + "; ".join(f"{w.label}: {w.reason}" for w in kept[:4])
             + ("; ..." if len(kept) > 4 else "")
             + ")"
         )
@@ -255,7 +273,7 @@ def int8_sensitivity(
     default, chosen = quantize_weights(flatbuffer)
     variants[f"default ({sum(w.int8 for w in chosen)} tensors int8)"] = default
     for weight in candidates:
-        label = f"only {weight.tensor} {'x'.join(map(str, weight.shape))} int8"
+        label = f"only {weight.label} {'x'.join(map(str, weight.shape))} int8"
         variants[label] = quantize_weights(flatbuffer, only={weight.tensor})[0]
 
     def evaluate(path: str) -> dict[str, Any]:

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 from larq_compute_engine.mlir.python import tflite_schema
 
-from el_larq.deploy.flatbuffer import BUILTIN_NAMES, AlignedBuilder
+from el_larq.deploy.flatbuffer import BUILTIN_NAMES, AlignedBuilder, decoded_name
 from el_larq.deploy.host import DEFAULT_KERNEL, DEFAULT_XNNPACK, make_interpreter
 from el_larq.deploy.kinds import walk_layers
 from el_larq.safety import DeploymentError
@@ -194,14 +194,10 @@ def op_role(op: OpTime) -> str:
 
 
 # ---------------------------------------------------------------- host
-def _name(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value or "")
-
-
 def _op_type(model: Any, op: Any) -> str:
     code = model.operatorCodes[op.opcodeIndex]
     if code.customCode:
-        return _name(code.customCode)
+        return decoded_name(code.customCode)
     return BUILTIN_NAMES.get(max(code.builtinCode, code.deprecatedBuiltinCode), "?")
 
 
@@ -379,7 +375,7 @@ def profile_host(
             OpTime(
                 index=position,
                 op=_op_type(model, op),
-                name=_name(graph.tensors[op.outputs[0]].name) if len(op.outputs) else "",
+                name=decoded_name(graph.tensors[op.outputs[0]].name) if len(op.outputs) else "",
                 input_shapes=_shapes(model, _run_inputs(model, op)),
                 output_shapes=_shapes(model, op.outputs),
                 ms=0.0,
