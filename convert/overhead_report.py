@@ -123,6 +123,8 @@ def _check_flags() -> None:
             f"unknown --models {unknown} or --paths {bad_paths}; models: "
             f"{', '.join([*MODELS, *QUICKNET_KEYS])}; paths: {', '.join(PATHS)}"
         )
+    if FLAGS.units and (FLAGS.json or FLAGS.save_dir):
+        raise DeploymentError("--units writes no files: leave out --json and --save_dir")
     if FLAGS.json:
         io.check_writable(FLAGS.json)
     if FLAGS.save_dir:  # a directory that exists, as for every other output

@@ -256,12 +256,17 @@ def test_overhead_report_compares_el_dagger_resnet50_with_el_resnet50(tmp_path):
 
 @pytest.mark.parametrize(
     ("flag", "message"),
-    [("--models=el_resnet51", "unknown"), ("--save_dir={tmp}/missing", "cannot write")],
+    [
+        ("--models=el_resnet51", "unknown"),
+        ("--save_dir={tmp}/missing", "cannot write"),
+        ("--units --json={tmp}/units.json", "--units writes"),
+        ("--units --paths=arm", "unknown"),
+    ],
 )
 def test_overhead_report_refuses_bad_flags_in_one_line_before_building(flag, message, tmp_path):
     script = SCRIPT.parent / "overhead_report.py"
     result = subprocess.run(
-        [sys.executable, str(script), flag.format(tmp=tmp_path)],
+        [sys.executable, str(script), *flag.format(tmp=tmp_path).split()],
         capture_output=True,
         text=True,
         timeout=300,
@@ -269,6 +274,7 @@ def test_overhead_report_refuses_bad_flags_in_one_line_before_building(flag, mes
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith(f"overhead_report: error: {message}")
     assert "Traceback" not in result.stderr and "settings:" not in result.stdout
+    assert "expand link" not in result.stdout and not (tmp_path / "units.json").exists()
 
 
 # ---------------------------------------------------------------- hostile input
