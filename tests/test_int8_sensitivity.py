@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import tensorflow as tf
 from helpers import make_idx_dataset
 
@@ -51,13 +52,20 @@ def test_every_float_layer_is_scored_alone_next_to_keras_and_the_defaults(tmp_pa
     assert "| Keras | 0 | - |" in result.stdout and "(24 images of fashion_mnist)" in result.stdout
 
 
-def test_a_missing_model_is_one_line(tmp_path):
+@pytest.mark.parametrize(
+    ("command", "prog"),
+    [
+        ([str(SCRIPT)], "int8_sensitivity"),
+        (["-m", "el_larq", "int8-sensitivity"], "el-larq int8-sensitivity"),  # the package's
+    ],
+)
+def test_a_missing_model_is_one_line(command, prog, tmp_path):
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), str(tmp_path / "none.h5")],
+        [sys.executable, *command, str(tmp_path / "none.h5")],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1].startswith("int8_sensitivity: error: ")
+    assert result.stderr.strip().splitlines()[-1].startswith(f"{prog}: error: ")
     assert "Traceback" not in result.stderr

@@ -33,6 +33,11 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...], str]] = {
         (),
         "latency of .tflite files, host or ARM device (convert/benchmark.py)",
     ),
+    "int8-sensitivity": (
+        "el_larq.cli.int8_sensitivity",
+        (),
+        "labelled top-1 with each float layer's weights alone as int8 (--int8_weights' choice)",
+    ),
     "profile": (
         "el_larq.cli.benchmark",
         ("--profile",),
