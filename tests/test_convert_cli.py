@@ -103,6 +103,8 @@ def _cases(models: dict[str, Path], out: Path) -> dict[str, list]:
         + [
             "--int8_min_elements=0",
             "--noint8_keep_input_layers",
+            "--int8_max_binary_after=-1",
+            "--int8_mode=hybrid",
             "--json",
             out / "int8" / "r.json",
         ],
@@ -242,7 +244,7 @@ def test_int8_weights_are_written_listed_and_verified(cli):
         for i in range(graph.TensorsLength())
         if graph.Tensors(i).Type() == tflite_schema.TensorType.INT8
     }
-    assert int8 == {w["tensor"] for w in data["int8_weights"]}
+    assert int8 == {w["tensor"] for w in data["int8_weights"]}  # hybrid: in place
     assert files(out / "int8") == ["f.tflite", "r.json"]
 
 

@@ -17,8 +17,9 @@ import tensorflow as tf
 
 from el_larq.deploy import profile
 from el_larq.deploy.conversion import convert
-from el_larq.deploy.flatbuffer import flatbuffer_ops
+from el_larq.deploy.flatbuffer import flatbuffer_ops, op_type
 from el_larq.deploy.host import make_interpreter
+from el_larq.deploy.int8 import quantize_weights
 from el_larq.layers import el_conv
 from el_larq.safety import DeploymentError
 
@@ -113,6 +114,24 @@ def test_one_op_graphs_reproduce_the_whole_graphs_values(flatbuffer):
                 assert len(out) == 3 * len(op.outputs)
                 for value in out:
                     np.testing.assert_allclose(value, values[op.outputs[0]], rtol=1e-6, atol=1e-6)
+
+
+def test_int8_weights_are_profiled_as_the_float_ops_with_constant_weights(flatbuffer):
+    """DEQUANTIZE of a constant runs once, at load: the profile times the float ops only."""
+    small, weights = quantize_weights(flatbuffer, min_elements=0, keep_input_layers=False)
+    assert sum(w.int8 for w in weights) == 2 and "DEQUANTIZE" in flatbuffer_ops(small)
+    result = profile.profile_host(small, num_runs=2, warmup_runs=0, rounds=1)
+    assert [op.op for op in result.ops] == flatbuffer_ops(flatbuffer)
+    model = profile._load(small)
+    ops = model.subgraphs[0].operators
+    dense = [op for op in ops if op_type(model, op) in ("CONV_2D", "FULLY_CONNECTED")]
+    assert len(dense) == 2 and all(profile._run_inputs(model, op) == [op.inputs[0]] for op in dense)
+    # The folded constants are the dequantized weights: the same outputs as the int8 file.
+    capture, produced = profile._all_tensors_graph(model)
+    x = np.random.default_rng(2).uniform(-1, 1, (1, 12, 12, 3)).astype(np.float32)
+    out = make_interpreter(capture).interpreter.predict([x])
+    final = out[produced.index(model.subgraphs[0].outputs[0])]
+    np.testing.assert_allclose(final, make_interpreter(small).predict(x), rtol=1e-6, atol=1e-6)
 
 
 def test_the_slowest_op_is_the_one_with_the_work():

@@ -35,9 +35,10 @@ flags.DEFINE_bool("strict", False, "Fail when a binarized conv fell back to a fl
 flags.DEFINE_bool(
     "int8_weights",
     False,
-    "Store the weights of the float convs and dense layers (stem, downsample shortcuts, "
-    "classifier) as int8 (TFLite hybrid kernels); verification then checks the result.",
+    "Store the weights of the float convs and dense layers (downsample shortcuts, "
+    "classifier) as int8; verification then checks the result.",
 )
+flag_groups.define_int8_mode_flag()
 flags.DEFINE_integer(
     "int8_min_elements",
     int8.INT8_MIN_ELEMENTS,
@@ -48,6 +49,13 @@ flags.DEFINE_bool(
     "int8_keep_input_layers",
     True,
     "With --int8_weights: keep float32 the layers that read the model input (the stem).",
+)
+flags.DEFINE_integer(
+    "int8_max_binary_after",
+    int8.INT8_MAX_BINARY_AFTER,
+    "With --int8_weights: layers followed by more binary convs stay float32 (their signs "
+    "amplify the rounding; -1: no limit).",
+    lower_bound=-1,
 )
 flags.DEFINE_bool("verify", True, "Compare Keras and the LCE interpreter (--no-verify skips).")
 flags.DEFINE_integer("samples", 16, "Number of inputs for the verification.", lower_bound=1)
@@ -114,8 +122,12 @@ def convert(model_path: Path) -> int:
             target=FLAGS.target,
             strict=FLAGS.strict,
             int8_weights=FLAGS.int8_weights,
+            int8_mode=FLAGS.int8_mode,
             int8_min_elements=FLAGS.int8_min_elements,
             int8_keep_input_layers=FLAGS.int8_keep_input_layers,
+            int8_max_binary_after=(
+                None if FLAGS.int8_max_binary_after < 0 else FLAGS.int8_max_binary_after
+            ),
             verify_model=FLAGS.verify,
             samples=FLAGS.samples,
             dataset=FLAGS.dataset,

@@ -95,6 +95,27 @@ def define_dataset_flags(
     )
 
 
+def define_int8_mode_flag() -> None:
+    """`--int8_mode`: how int8 weights run (`el_larq.deploy.int8.INT8_MODES`).
+
+    # Example
+        ```python
+        define_int8_mode_flag()
+        quantize_weights(flatbuffer, mode=FLAGS.int8_mode)
+        ```
+    """
+    from el_larq.deploy.int8 import INT8_MODES
+
+    flags.DEFINE_enum(
+        "int8_mode",
+        INT8_MODES[0],
+        list(INT8_MODES),
+        "How int8 weights run: 'dequantize' turns them back into float32 once, at load "
+        "(float kernels, exact on the rounded weights); 'hybrid' runs TFLite's hybrid "
+        "kernels, which also round each activation to int8 (less memory, more sign flips).",
+    )
+
+
 def define_json_flag(help_text: str = "Also write the results as JSON to this path.") -> None:
     """`--json`: a machine-readable copy of what the tool prints.
 

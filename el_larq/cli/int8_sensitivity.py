@@ -1,7 +1,7 @@
 """Which float layers can store int8 weights without costing accuracy: one layer at a time.
 
     el-larq int8-sensitivity model.h5 [--dataset=fashion_mnist] [--max_examples=N]
-        [--json=sensitivity.json]
+        [--int8_mode=dequantize|hybrid] [--json=sensitivity.json]
 
 (also, in a checkout, `python convert/int8_sensitivity.py ...`)
 
@@ -27,6 +27,7 @@ FLAGS = flags.FLAGS
 flag_groups.define_dataset_flags("fashion_mnist", "Labelled dataset to score on.")
 flags.DEFINE_integer("max_examples", None, "Score on the first N images only.", lower_bound=1)
 flag_groups.define_interpreter_flags()
+flag_groups.define_int8_mode_flag()
 flag_groups.define_json_flag("Also write the rows as JSON to this path.")
 
 
@@ -43,6 +44,7 @@ def main(argv: list[str]) -> int:
             FLAGS.dataset,
             data_dir=FLAGS.data_dir,
             max_examples=FLAGS.max_examples,
+            mode=FLAGS.int8_mode,
             **flag_groups.interpreter_settings(),
         )
     except (DeploymentError, data.DataError, training.ConfigError) as error:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from larq_compute_engine.mlir.python import tflite_schema
 
-from el_larq.deploy.flatbuffer import BUILTIN_NAMES, AlignedBuilder
+from el_larq.deploy.flatbuffer import BUILTIN_NAMES, pack
 from el_larq.deploy.host import make_interpreter
 from el_larq.safety import DeploymentError
 
@@ -103,9 +103,7 @@ def with_batch_size(flatbuffer: bytes, batch_size: int) -> bytes:
                     model.buffers.append(tflite_schema.BufferT())
                     target.buffer = len(model.buffers) - 1
                 model.buffers[target.buffer].data = np.frombuffer(values.tobytes(), np.uint8)
-    builder = AlignedBuilder(len(flatbuffer))
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    return pack(model, len(flatbuffer))
 
 
 class _BatchMismatch(Exception):

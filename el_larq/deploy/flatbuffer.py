@@ -21,6 +21,8 @@ __all__ = [
     "flatbuffer_ops",
     "op_counts",
     "op_name",
+    "op_type",
+    "pack",
     "size_report",
     "weight_bytes",
 ]
@@ -42,6 +44,27 @@ def decoded_name(value: Any) -> str:
         ```
     """
     return value.decode() if isinstance(value, bytes) else str(value or "")
+
+
+def op_type(model: Any, op: Any) -> str:
+    """The name of operator `op` of an object-API flatbuffer (`tflite_schema.ModelT`).
+
+    # Arguments
+        model: `tflite_schema.ModelT.InitFromObj(tflite_schema.Model.GetRootAsModel(...))`.
+        op: One of its operators (`model.subgraphs[0].operators[i]`).
+
+    # Returns
+        The builtin name (`CONV_2D`), the custom code (`LceBconv2d`), or `?`.
+
+    # Example
+        ```python
+        print(op_type(model, model.subgraphs[0].operators[0]))
+        ```
+    """
+    code = model.operatorCodes[op.opcodeIndex]
+    if code.customCode:
+        return decoded_name(code.customCode)
+    return BUILTIN_NAMES.get(max(code.builtinCode, code.deprecatedBuiltinCode), "?")
 
 
 def op_name(model: Any, op: Any) -> str:
@@ -142,6 +165,25 @@ class AlignedBuilder(flatbuffers.Builder):
 
     def StartVector(self, elemSize: int, numElems: int, alignment: int) -> int:  # noqa: N802,N803
         return super().StartVector(elemSize, numElems, 16 if elemSize == 1 else alignment)
+
+
+def pack(model: Any, size_hint: int = 1 << 20) -> bytes:
+    """A changed object-API flatbuffer (`tflite_schema.ModelT`) back to `.tflite` bytes.
+
+    # Arguments
+        model: The model to write.
+        size_hint: Initial buffer size (it grows as needed).
+
+    # Example
+        ```python
+        model = tflite_schema.ModelT.InitFromObj(tflite_schema.Model.GetRootAsModel(fb, 0))
+        model.description = b"changed"
+        fb = pack(model, len(fb))
+        ```
+    """
+    builder = AlignedBuilder(size_hint)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
 
 
 def size_report(model: tf.keras.Model, flatbuffer: bytes) -> dict[str, float]:

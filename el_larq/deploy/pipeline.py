@@ -17,7 +17,12 @@ from el_larq import io
 from el_larq.deploy.census import Census, census
 from el_larq.deploy.conversion import convert
 from el_larq.deploy.flatbuffer import flatbuffer_ops, size_report
-from el_larq.deploy.int8 import INT8_MIN_ELEMENTS, QuantizedWeight, quantize_weights
+from el_larq.deploy.int8 import (
+    INT8_MAX_BINARY_AFTER,
+    INT8_MIN_ELEMENTS,
+    QuantizedWeight,
+    quantize_weights,
+)
 from el_larq.deploy.loading import load_model
 from el_larq.deploy.verification import (
     DEFAULT_MAX_TOP1_DROP,
@@ -142,8 +147,10 @@ def convert_model_file(
     target: str = "arm",
     strict: bool = False,
     int8_weights: bool = False,
+    int8_mode: str = "dequantize",
     int8_min_elements: int = INT8_MIN_ELEMENTS,
     int8_keep_input_layers: bool = True,
+    int8_max_binary_after: int | None = INT8_MAX_BINARY_AFTER,
     verify_model: bool = True,
     samples: int = 16,
     dataset: str | None = None,
@@ -171,8 +178,11 @@ def convert_model_file(
         target: `"arm"` or `"xcore"`.
         strict: Refuse a binarized conv that LCE kept as a float op.
         int8_weights: Store the float convs' and dense layers' weights as int8.
+        int8_mode: With `int8_weights`: how they run (`el_larq.deploy.int8.INT8_MODES`).
         int8_min_elements: With `int8_weights`: smaller weight tensors stay float32.
         int8_keep_input_layers: With `int8_weights`: keep the stem float32.
+        int8_max_binary_after: With `int8_weights`: layers with more binary convs
+            after them stay float32 (None: no limit).
         verify_model: Compare Keras and the LCE interpreter before writing.
         samples: Number of verification inputs.
         dataset: Verify on images (and labels) of this dataset; None: random inputs.
@@ -213,8 +223,10 @@ def convert_model_file(
         def quantize(flatbuffer: bytes) -> tuple[bytes, list[QuantizedWeight]]:
             return quantize_weights(
                 flatbuffer,
+                mode=int8_mode,
                 min_elements=int8_min_elements,
                 keep_input_layers=int8_keep_input_layers,
+                max_binary_after=int8_max_binary_after,
             )
 
         if int8_weights:

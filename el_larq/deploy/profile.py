@@ -38,8 +38,9 @@ from typing import Any
 import numpy as np
 from larq_compute_engine.mlir.python import tflite_schema
 
-from el_larq.deploy.flatbuffer import BUILTIN_NAMES, AlignedBuilder, decoded_name
+from el_larq.deploy.flatbuffer import decoded_name, op_type, pack
 from el_larq.deploy.host import DEFAULT_KERNEL, DEFAULT_XNNPACK, make_interpreter
+from el_larq.deploy.int8 import fold_dequantized_constants
 from el_larq.deploy.kinds import walk_layers
 from el_larq.safety import DeploymentError
 
@@ -194,13 +195,6 @@ def op_role(op: OpTime) -> str:
 
 
 # ---------------------------------------------------------------- host
-def _op_type(model: Any, op: Any) -> str:
-    code = model.operatorCodes[op.opcodeIndex]
-    if code.customCode:
-        return decoded_name(code.customCode)
-    return BUILTIN_NAMES.get(max(code.builtinCode, code.deprecatedBuiltinCode), "?")
-
-
 def _is_constant(model: Any, tensor: Any) -> bool:
     data = model.buffers[tensor.buffer].data
     return data is not None and len(data) > 0
@@ -218,12 +212,6 @@ def _shapes(model: Any, indices: list[int]) -> list[list[int]]:
     return [[int(d) for d in model.subgraphs[0].tensors[i].shape] for i in indices]
 
 
-def _pack(model: Any) -> bytes:
-    builder = AlignedBuilder(1 << 20)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
-
-
 def _load(flatbuffer: bytes) -> Any:
     model = tflite_schema.ModelT.InitFromObj(tflite_schema.Model.GetRootAsModel(flatbuffer, 0))
     if len(model.subgraphs) != 1:
@@ -232,6 +220,8 @@ def _load(flatbuffer: bytes) -> Any:
         )
     # Signatures and metadata name tensors of the whole graph; the extracts drop them.
     model.signatureDefs, model.metadata, model.metadataBuffer = [], [], []
+    # int8 weights stored for float ops: the interpreter dequantizes them once, at load.
+    fold_dequantized_constants(model)
     return model
 
 
@@ -242,7 +232,7 @@ def _all_tensors_graph(model: Any) -> tuple[bytes, list[int]]:
     capture = copy.copy(model)
     capture.subgraphs = [copy.copy(graph)]
     capture.subgraphs[0].outputs = produced
-    return _pack(capture), produced
+    return pack(capture), produced
 
 
 def _one_op_graph(model: Any, op: Any, repeats: int, copies: bool) -> bytes:
@@ -291,7 +281,7 @@ def _one_op_graph(model: Any, op: Any, repeats: int, copies: bool) -> bytes:
         sub.outputs *= repeats
     sub.name = graph.name
     extract.subgraphs = [sub]
-    return _pack(extract)
+    return pack(extract)
 
 
 def _timed(interpreter: Any, inputs: list[np.ndarray], runs: int) -> list[float]:
@@ -374,7 +364,7 @@ def profile_host(
         ops.append(
             OpTime(
                 index=position,
-                op=_op_type(model, op),
+                op=op_type(model, op),
                 name=decoded_name(graph.tensors[op.outputs[0]].name) if len(op.outputs) else "",
                 input_shapes=_shapes(model, _run_inputs(model, op)),
                 output_shapes=_shapes(model, op.outputs),
