@@ -1,8 +1,8 @@
 """Convert a trained Keras model to a Larq Compute Engine flatbuffer you can trust.
 
     el-larq convert model.h5 [-o model.tflite] [--target=arm|xcore] [--strict]
-        [--int8_weights] [--no-verify] [--samples=16] [--dataset=fashion_mnist]
-        [--json=report.json]
+        [--int8_weights [--int8_mode=dequantize|hybrid] [--int8_max_binary_after=6]]
+        [--no-verify] [--samples=16] [--dataset=fashion_mnist] [--json=report.json]
 
 (also `python -m el_larq convert ...` and, in a checkout, `python convert/to_lce.py ...`)
 
