@@ -38,9 +38,6 @@ __all__ = [
 # (None: one scale per tensor) and the op version TFLite's converter gives that form.
 # FULLY_CONNECTED takes per-tensor scales: per-channel hybrid FC (version 12) is newer
 # than the TFLite inside LCE 0.16, whose interpreter refuses it.
-# DEQUANTIZE's version for int8 input with per-channel scales (TFLite's op_version.cc).
-_DEQUANTIZE_PER_CHANNEL_VERSION = 5
-
 _HYBRID_OPS = {
     "CONV_2D": (1, 0, 5),
     "DEPTHWISE_CONV_2D": (1, 3, 6),
@@ -69,6 +66,9 @@ class QuantizedWeight:
         """The layer when known, else the tensor: for reports."""
         return self.layer or self.tensor
 
+
+# DEQUANTIZE's version for int8 input with per-channel scales (TFLite's op_version.cc).
+_DEQUANTIZE_PER_CHANNEL_VERSION = 5
 
 # How int8 weights run: "dequantize" stores them as int8 and a `DEQUANTIZE` op turns
 # them back into float32 once, when the interpreter first runs (TFLite keeps a constant
@@ -227,17 +227,22 @@ def quantize_weights(
       more signs downstream. Dense layers get one scale per tensor (per-channel hybrid
       dense layers are newer than the TFLite inside LCE 0.16); grouped convs stay float.
 
-    What stays float32 by default, because it costs accuracy and saves little: a layer
-    that reads the model input (the stem: it feeds every sign of the network), and any
-    weight tensor with fewer than `min_elements` values. Check the result with `verify`
-    on labelled data (`el-larq convert --int8_weights --dataset ...`) and on a test set
-    (`el-larq evaluate`).
+    What stays float32 by default, because in a BNN every sign after a layer amplifies
+    its rounding: a layer whose output reaches more than `max_binary_after` binary convs
+    (`binary_convs_after`), a layer that reads the model input (the stem: it feeds every
+    sign of the network), and any weight tensor with fewer than `min_elements` values.
+    Weights that are +-c per channel (a binary conv LCE kept float) are always stored
+    as int8: it holds them exactly. Check the result with `verify` on labelled data
+    (`el-larq convert --int8_weights --dataset ...`) and on a test set
+    (`el-larq evaluate`); docs/deployment.md, 1.1, has the measurements.
 
     # Arguments
         flatbuffer: The bytes of a `.tflite` model (from `convert`).
         mode: How the int8 weights run, one of `INT8_MODES`.
         min_elements: Weight tensors with fewer values stay float32 (0: none).
         keep_input_layers: Keep float32 the layers that read the model input.
+        max_binary_after: Keep float32 the layers followed by more binary convs
+            (None: no limit).
         only: Quantize exactly these weight tensors (by name), nothing else: for
             measuring one layer at a time.
 
@@ -284,7 +289,7 @@ def quantize_weights(
             if only is not None:
                 reason = "" if name in only else "not selected"
             elif exact:
-                pass
+                reason = ""  # quantized wherever it is: int8 holds it exactly
             elif keep_input_layers and op.inputs[0] in graph.inputs:
                 reason = "reads the model input"
             elif weights.size < min_elements:
