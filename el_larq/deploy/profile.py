@@ -212,7 +212,10 @@ def _shapes(model: Any, indices: list[int]) -> list[list[int]]:
     return [[int(d) for d in model.subgraphs[0].tensors[i].shape] for i in indices]
 
 
-def _load(flatbuffer: bytes) -> Any:
+def _load(flatbuffer: bytes, *, fold: bool = True) -> Any:
+    """The object-API model; `fold`: with each DEQUANTIZE of a constant folded (int8
+    weights of float ops, which the interpreter dequantizes once, at load), as the host
+    profiler times it. Without, op indices are the file's, as a device profile has them."""
     model = tflite_schema.ModelT.InitFromObj(tflite_schema.Model.GetRootAsModel(flatbuffer, 0))
     if len(model.subgraphs) != 1:
         raise DeploymentError(
@@ -220,8 +223,8 @@ def _load(flatbuffer: bytes) -> Any:
         )
     # Signatures and metadata name tensors of the whole graph; the extracts drop them.
     model.signatureDefs, model.metadata, model.metadataBuffer = [], [], []
-    # int8 weights stored for float ops: the interpreter dequantizes them once, at load.
-    fold_dequantized_constants(model)
+    if fold:
+        fold_dequantized_constants(model)
     return model
 
 
@@ -457,8 +460,10 @@ def parse_op_profile(
         raise DeploymentError("the benchmark output's per-op section has no 'Run Order' rows")
     shapes: dict[int, tuple[list, list]] = {}
     if flatbuffer is not None:
-        model = _load(flatbuffer)
-        for k, op in enumerate(model.subgraphs[0].operators):
+        model = _load(flatbuffer, fold=False)
+        file_ops = list(model.subgraphs[0].operators)  # the device's node indices
+        fold_dequantized_constants(model)  # int8 weights: constants, as the host sees them
+        for k, op in enumerate(file_ops):
             shapes[k] = (_shapes(model, _run_inputs(model, op)), _shapes(model, op.outputs))
     ops = []
     for k, row in enumerate(rows):
