@@ -28,6 +28,7 @@ def test_every_float_layer_is_scored_alone_next_to_keras_and_the_defaults(tmp_pa
             str(SCRIPT),
             str(tmp_path / "m.h5"),
             f"--data_dir={data_dir}",
+            "--split=train",  # choosing layers without the test set
             f"--json={out}",
         ],
         capture_output=True,
@@ -46,10 +47,16 @@ def test_every_float_layer_is_scored_alone_next_to_keras_and_the_defaults(tmp_pa
     assert len(only) == 3 and all(rows[name]["int8_tensors"] == 1 for name in only)
     assert rows["all float layers int8"]["int8_tensors"] == 3
     assert rows["all float layers int8"]["bytes"] < rows["float32 flatbuffer"]["bytes"]
-    assert all(row["examples"] == 24 and 0 <= row["top1"] <= 1 for row in rows.values())
+    assert all(row["examples"] == 8 and 0 <= row["top1"] <= 1 for row in rows.values())
     # A float model in LCE's interpreter scores what Keras scores.
-    assert abs(rows["float32 flatbuffer"]["top1"] - rows["Keras"]["top1"]) <= 1 / 24
-    assert "| Keras | 0 | - |" in result.stdout and "(24 images of fashion_mnist)" in result.stdout
+    assert abs(rows["float32 flatbuffer"]["top1"] - rows["Keras"]["top1"]) <= 1 / 8
+    # Predictions changed, image by image, against the float32 flatbuffer.
+    assert rows["float32 flatbuffer"]["changed"] == 0
+    assert all(0 <= row["changed"] <= 1 and row["changed"] * 8 % 1 == 0 for row in rows.values())
+    assert [rows[name]["binary_after"] for name in only] == [0, 0, 0]  # no binary convs
+    assert rows["Keras"]["binary_after"] is None
+    assert "| Keras | 0 | - | - |" in result.stdout
+    assert "(8 images of fashion_mnist train; predictions changed" in result.stdout
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 """Which float layers can store int8 weights without costing accuracy: one layer at a time.
 
-    el-larq int8-sensitivity model.h5 [--dataset=fashion_mnist] [--max_examples=N]
+    el-larq int8-sensitivity model.h5 [--dataset=fashion_mnist] [--split=train] [--max_examples=N]
         [--int8_mode=dequantize|hybrid] [--json=sensitivity.json]
 
 (also, in a checkout, `python convert/int8_sensitivity.py ...`)
@@ -25,6 +25,12 @@ from el_larq.safety import DeploymentError
 PROG = "int8_sensitivity"
 FLAGS = flags.FLAGS
 flag_groups.define_dataset_flags("fashion_mnist", "Labelled dataset to score on.")
+flags.DEFINE_string(
+    "split",
+    None,
+    "Split to score on (default: the evaluation split; 'train' to choose layers "
+    "without looking at the test set).",
+)
 flags.DEFINE_integer("max_examples", None, "Score on the first N images only.", lower_bound=1)
 flag_groups.define_interpreter_flags()
 flag_groups.define_int8_mode_flag()
@@ -42,6 +48,7 @@ def main(argv: list[str]) -> int:
         rows = int8_sensitivity(
             model,
             FLAGS.dataset,
+            split=FLAGS.split,
             data_dir=FLAGS.data_dir,
             max_examples=FLAGS.max_examples,
             mode=FLAGS.int8_mode,
@@ -51,15 +58,24 @@ def main(argv: list[str]) -> int:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 1
     keras = rows[0]["top1"]
-    print("| variant | int8 tensors | bytes | top-1 | top-5 | top-1 vs Keras (points) |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print(
+        "| variant | int8 tensors | binary convs after | bytes | top-1 | top-5 "
+        "| top-1 vs Keras (points) | predictions changed |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for row in rows:
         size = "-" if row["bytes"] is None else row["bytes"]
+        after = "-" if row.get("binary_after") is None else row["binary_after"]
         print(
-            f"| {row['variant']} | {row['int8_tensors']} | {size} | {100 * row['top1']:.2f} % "
-            f"| {100 * row['top5']:.2f} % | {100 * (row['top1'] - keras):+.2f} |"
+            f"| {row['variant']} | {row['int8_tensors']} | {after} | {size} "
+            f"| {100 * row['top1']:.2f} % | {100 * row['top5']:.2f} % "
+            f"| {100 * (row['top1'] - keras):+.2f} | {100 * row['changed']:.2f} % |"
         )
-    print(f"({rows[0]['examples']} images of {FLAGS.dataset})")
+    split = FLAGS.split or data.default_eval_split(FLAGS.dataset, FLAGS.data_dir)
+    print(
+        f"({rows[0]['examples']} images of {FLAGS.dataset} {split}; predictions changed: "
+        "against the float32 flatbuffer)"
+    )
     if FLAGS.json:
         io.write_atomic(FLAGS.json, (io.json_dumps(rows) + "\n").encode())
     return 0

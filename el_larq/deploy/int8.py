@@ -60,6 +60,7 @@ class QuantizedWeight:
     # The op's output tensor name, which carries the Keras layer name where the weight
     # tensor's own name does not (constants the converter folded: `arith.constant12`).
     layer: str = ""
+    binary_after: int = 0  # how many binary convs the op's output reaches
 
     @property
     def label(self) -> str:
@@ -306,6 +307,7 @@ def quantize_weights(
                 max_abs_error=0.0,
                 int8=False,
                 reason=reason,
+                binary_after=after[j],
             )
             quantized.append(record)
             if not reason:
@@ -406,6 +408,7 @@ def int8_sensitivity(
     model_path: str | os.PathLike,
     dataset: str,
     *,
+    split: str | None = None,
     data_dir: str | None = None,
     max_examples: int | None = None,
     mode: str = "dequantize",
@@ -415,14 +418,17 @@ def int8_sensitivity(
 ) -> list[dict[str, Any]]:
     """Labelled top-1 of a model with each float layer's weights alone stored as int8.
 
-    Converts the Keras model once, then evaluates on the dataset's evaluation split:
-    Keras, the float32 flatbuffer, the flatbuffer with every candidate weight tensor as
-    int8, with `quantize_weights`' default choice, and with each candidate alone. It is
-    how the defaults of `quantize_weights` were chosen (docs/deployment.md, 1.1).
+    Converts the Keras model once, then evaluates on a split: Keras, the float32
+    flatbuffer, the flatbuffer with every candidate weight tensor as int8, with
+    `quantize_weights`' default choice, and with each candidate alone, each with the
+    share of images whose predicted class differs from the float32 flatbuffer's (a
+    finer measure than top-1, which moves by chance as predictions flip both ways). It
+    is how the defaults of `quantize_weights` were chosen (docs/deployment.md, 1.1).
 
     # Arguments
         model_path: A trained Keras model file.
         dataset: Dataset name (e.g. `fashion_mnist`).
+        split: Split (None: the evaluation split; `train` to choose without the test set).
         data_dir: Dataset directory.
         max_examples: Evaluate on the first `max_examples` images only.
         mode: How the int8 weights run (`INT8_MODES`).
@@ -431,7 +437,9 @@ def int8_sensitivity(
         xnnpack: Float ops through XNNPACK (None: `el_larq.deploy.host.DEFAULT_XNNPACK`).
 
     # Returns
-        Rows `{"variant", "int8_tensors", "bytes", "top1", "top5"}`, Keras first.
+        Rows `{"variant", "int8_tensors", "binary_after", "bytes", "top1", "top5",
+        "changed", "examples"}`, Keras first (`changed`: against the float32
+        flatbuffer; `binary_after`: for one layer alone, the binary convs after it).
 
     # Example
         ```python
@@ -457,30 +465,42 @@ def int8_sensitivity(
         return training.evaluate_model(
             path,
             dataset,
+            split,
             data_dir=data_dir,
             max_examples=max_examples,
             num_threads=num_threads,
             kernel=kernel,
             xnnpack=xnnpack,
+            predictions=True,
         )
 
     keras = evaluate(os.fspath(model_path))
-    rows = [{"variant": "Keras", "int8_tensors": 0, "bytes": None, **_scores(keras)}]
+    rows = [{"variant": "Keras", "int8_tensors": 0, "binary_after": None, "bytes": None}]
+    rows[0].update(_scores(keras))
+    alone = {f"only {w.label} {'x'.join(map(str, w.shape))} int8": w for w in candidates}
+    reference = None
     with tempfile.TemporaryDirectory() as folder:
         for label, variant in variants.items():
             path = os.path.join(folder, "variant.tflite")
             Path(path).write_bytes(variant)
             _, weights = quantize_weights(variant, **everything)
+            scores = _scores(evaluate(path))
+            reference = scores["predictions"] if reference is None else reference
             rows.append(
                 {
                     "variant": label,
                     "int8_tensors": len(candidates) - len(weights),
+                    "binary_after": alone[label].binary_after if label in alone else None,
                     "bytes": len(variant),
-                    **_scores(evaluate(path)),
+                    **scores,
                 }
             )
+    for row in rows:  # against the float32 flatbuffer, the first variant
+        predicted = row.pop("predictions")
+        row["changed"] = float(np.mean(predicted != reference)) if len(predicted) else 0.0
     return rows
 
 
 def _scores(result: dict[str, Any]) -> dict[str, Any]:
-    return {"top1": result["top1"], "top5": result["top5"], "examples": result["examples"]}
+    keys = ("top1", "top5", "examples", "predictions")
+    return {key: result[key] for key in keys}

@@ -32,6 +32,7 @@ def evaluate_model(
     interpreter_batch: int = 1,
     download: bool = True,
     progress: bool = False,
+    predictions: bool = False,
 ) -> dict[str, Any]:
     """Top-1 and top-5 accuracy of a Keras `.h5` or an LCE `.tflite` model on a split.
 
@@ -55,6 +56,8 @@ def evaluate_model(
             (`el_larq.deploy.batching.BatchPredictor`; same results as 1, one by one).
         download: Let TFDS download a missing dataset.
         progress: Write progress with rate and ETA to stderr (`el_larq.progress`).
+        predictions: Also return each image's predicted class (`predictions`, int64),
+            to compare two models image by image.
 
     # Returns
         A dict with `model`, `format` (`keras`/`lce`), `dataset`, `split`, `examples`,
@@ -111,8 +114,12 @@ def evaluate_model(
     total = min(data.num_examples, max_examples or data.num_examples)
     meter = Progress(f"evaluate {path}", total) if progress else None
     seen = top1 = top5 = 0
+    classes_predicted = []
     for x, y in images.as_numpy_iterator():
-        hits1, hits5 = _topk_hits(np.asarray(predict(x)), y)
+        probabilities = np.asarray(predict(x))
+        if predictions:
+            classes_predicted.append(probabilities.argmax(-1))
+        hits1, hits5 = _topk_hits(probabilities, y)
         seen, top1, top5 = seen + len(y), top1 + hits1, top5 + hits5
         if meter:
             meter.update(len(y))
@@ -120,6 +127,8 @@ def evaluate_model(
         meter.close()
     if kind == "lce":  # the batch it really ran at (1 when batching fell back)
         extra["interpreter_batch"] = predictor.batch_size if predictor.batched else 1
+    if predictions:
+        extra["predictions"] = np.concatenate(classes_predicted or [np.zeros(0, np.int64)])
     return {
         "model": path,
         "format": kind,
