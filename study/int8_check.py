@@ -34,6 +34,12 @@ FLAGS = flags.FLAGS
 flag_groups.define_dataset_flags("fashion_mnist", "Labelled dataset (its evaluation split).")
 flags.DEFINE_integer("examples", 10000, "Evaluation images.", lower_bound=1)
 flags.DEFINE_integer("stochastic_seeds", 0, "Stochastic roundings of the default's tensors.")
+flags.DEFINE_integer(
+    "int8_max_binary_after",
+    None,
+    "The default choice with this limit instead (-1: none, the previous default's choice).",
+    lower_bound=-1,
+)
 flag_groups.define_interpreter_flags()
 flag_groups.define_json_flag("Also write the rows as JSON to this path.")
 
@@ -59,6 +65,10 @@ def _rounded(flatbuffer: bytes, names: set[str], seed: int | None) -> bytes:
 
 
 def check(path: str) -> dict:
+    choice = {}
+    if FLAGS.int8_max_binary_after is not None:
+        limit = FLAGS.int8_max_binary_after
+        choice["max_binary_after"] = None if limit < 0 else limit
     model = load_model(path)
     flatbuffer, _ = convert(model)
     x, y = dataset_examples(model, FLAGS.dataset, FLAGS.examples, data_dir=FLAGS.data_dir)
@@ -77,9 +87,9 @@ def check(path: str) -> dict:
 
     score("float32", flatbuffer)
     for mode in ("dequantize", "hybrid"):
-        score(f"default {mode}", quantize_weights(flatbuffer, mode=mode)[0])
+        score(f"default {mode}", quantize_weights(flatbuffer, mode=mode, **choice)[0])
     if FLAGS.stochastic_seeds:
-        names = {w.tensor for w in quantize_weights(flatbuffer)[1] if w.int8}
+        names = {w.tensor for w in quantize_weights(flatbuffer, **choice)[1] if w.int8}
         score("default float16", _rounded(flatbuffer, names, -1))
         for seed in range(FLAGS.stochastic_seeds):
             score(f"default int8 stochastic {seed}", _rounded(flatbuffer, names, seed))

@@ -153,6 +153,10 @@ def test_dequantize_mode_runs_the_float_net_on_int8_rounded_weights():
     scales = sum(w.shape[3 if w.op == "DEPTHWISE_CONV_2D" else 0] for w in quantized)
     saved = sum(w.float32_bytes - w.int8_bytes for w in quantized)
     assert saved >= len(flatbuffer) - len(small) >= saved - 12 * scales - 1024
+    # Sizes by op: the int8 bytes count for the float op that reads them.
+    before, after = weight_bytes(flatbuffer), weight_bytes(small)
+    assert "DEQUANTIZE" not in after and set(after) == set(before)
+    assert sum(before.values()) - sum(after.values()) == saved
     # What runs is exactly the float net with the rounded weights: float32 rounding
     # away from a Keras copy holding them, int8 rounding away from the original.
     x = random_inputs(model, 16)

@@ -125,7 +125,8 @@ def weight_bytes(flatbuffer: bytes) -> collections.Counter:
 
     Shows where a flatbuffer's size goes: bit-packed binary kernels in `LceBconv2d`
     against float32 kernels in `CONV_2D` / `FULLY_CONNECTED`. A constant read by
-    several ops counts once, for the first.
+    several ops counts once, for the first; int8 weights behind a `DEQUANTIZE` count
+    for the op that reads the dequantized tensor.
 
     # Example
         ```python
@@ -134,15 +135,28 @@ def weight_bytes(flatbuffer: bytes) -> collections.Counter:
     """
     model = tflite_schema.Model.GetRootAsModel(flatbuffer, 0)
     graph = model.Subgraphs(0)
+    ops = [graph.Operators(j) for j in range(graph.OperatorsLength())]
+
+    def constant_size(tensor: int) -> int:
+        return model.Buffers(graph.Tensors(tensor).Buffer()).DataLength()
+
+    # int8 weights of a float op (`el_larq.deploy.int8`): a DEQUANTIZE of a constant
+    # feeds the op; its bytes count for the op that reads them.
+    dequantized = {
+        op.Outputs(0): op.Inputs(0)
+        for op in ops
+        if op_name(model, op) == "DEQUANTIZE" and constant_size(op.Inputs(0))
+    }
     counts: collections.Counter = collections.Counter()
     seen = set()
-    for j in range(graph.OperatorsLength()):
-        op = graph.Operators(j)
+    for op in ops:
+        if op_name(model, op) == "DEQUANTIZE" and op.Outputs(0) in dequantized:
+            continue
         for k in range(op.InputsLength()):
-            tensor = op.Inputs(k)
+            tensor = dequantized.get(op.Inputs(k), op.Inputs(k))
             if tensor < 0 or tensor in seen:
                 continue
-            size = model.Buffers(graph.Tensors(tensor).Buffer()).DataLength()
+            size = constant_size(tensor)
             if size:
                 seen.add(tensor)
                 counts[op_name(model, op)] += size
