@@ -12,6 +12,7 @@ from helpers import make_idx_dataset
 from el_larq import zoo
 from el_larq.deploy import batching
 from el_larq.deploy.conversion import convert
+from el_larq.deploy.int8 import quantize_weights
 from el_larq.deploy.profile import as_if_trained
 from el_larq.safety import DeploymentError
 from el_larq.training import evaluate_model
@@ -45,6 +46,20 @@ def test_batched_outputs_equal_one_by_one(trained):
     assert short.batched
     assert actual.shape == expected.shape == (21, 10)
     np.testing.assert_array_equal(actual, expected)
+
+
+def test_int8_weights_run_batched_as_one_by_one():
+    """Int8 weights (DEQUANTIZE of constants, a depthwise kernel among them) batch too."""
+    model = zoo.get_model("el_mobilenet", input_shape=(32, 32, 3), num_classes=10, width=0.25)
+    flatbuffer, _ = convert(as_if_trained(model))
+    small, weights = quantize_weights(flatbuffer, min_elements=0, keep_input_layers=False)
+    assert any(w.op == "DEPTHWISE_CONV_2D" and w.int8 for w in weights)
+    x = np.random.default_rng(0).uniform(-1, 1, (5, 32, 32, 3)).astype(np.float32)
+    batched = batching.BatchPredictor(small, batch_size=4)
+    np.testing.assert_array_equal(
+        batched.predict(x), batching.BatchPredictor(small, batch_size=1).predict(x)
+    )
+    assert batched.batched, batched.reason
 
 
 def test_with_batch_size_sets_the_interpreter_batch(trained):
