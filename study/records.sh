@@ -4,7 +4,8 @@ save() {
   local run name stage file
   for run in "$RUNS"/*/; do
     name=$(basename "$run")
-    [ -f "$run/final_eval.json" ] || continue
+    # study.json is written last: a run being finished right now waits for the next save
+    [ -f "$run/final_eval.json" ] && [ -f "$run/study.json" ] || continue
     mkdir -p "$RESULTS/$name"
     cp "$run"/study.json "$run"/final_eval.json "$RESULTS/$name/"
     for file in metrics.json config.json stages.json final_eval_lce.json gamma_report.json; do
