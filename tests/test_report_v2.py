@@ -114,7 +114,11 @@ def test_records_sh_saves_finished_runs_and_restores_them(tmp_path):
     unfinished = tmp_path / "runs" / "el1_s0"
     unfinished.mkdir()
     (unfinished / "metrics.json").write_text("[]")
+    finishing = tmp_path / "runs" / "el2_s0"  # evaluated, its study.json not written yet
+    finishing.mkdir()
+    (finishing / "final_eval.json").write_text("{}")
     assert _records_sh(tmp_path, "save x").returncode == 0
+    assert not (tmp_path / "records" / "el2_s0").exists()
     saved = tmp_path / "records" / "el_resnet26_s0"
     assert sorted(p.name for p in saved.iterdir()) == [
         "final_eval.json", "gamma_report.json", "metrics.json", "study.json"
