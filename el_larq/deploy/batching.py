@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from larq_compute_engine.mlir.python import tflite_schema
 
-from el_larq.deploy.flatbuffer import BUILTIN_NAMES, pack
+from el_larq.deploy.flatbuffer import op_type, pack
 from el_larq.deploy.host import make_interpreter
 from el_larq.safety import DeploymentError
 
@@ -85,8 +85,7 @@ def with_batch_size(flatbuffer: bytes, batch_size: int) -> bytes:
     for tensor in graph.tensors:
         uses[tensor.buffer] = uses.get(tensor.buffer, 0) + 1
     for op in graph.operators:
-        code = model.operatorCodes[op.opcodeIndex]
-        if BUILTIN_NAMES.get(max(code.builtinCode, code.deprecatedBuiltinCode)) != "RESHAPE":
+        if op_type(model, op) != "RESHAPE":
             continue
         options = op.builtinOptions
         if options is not None and options.newShape is not None and len(options.newShape):
