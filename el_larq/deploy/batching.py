@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Any
 
 import numpy as np
 from larq_compute_engine.mlir.python import tflite_schema
 
-from el_larq.deploy.flatbuffer import op_type, pack
+from el_larq.deploy.flatbuffer import is_constant, op_type, pack
 from el_larq.deploy.host import make_interpreter
 from el_larq.safety import DeploymentError
 
@@ -73,13 +72,9 @@ def with_batch_size(flatbuffer: bytes, batch_size: int) -> bytes:
         if shape is None or len(shape) == 0 or shape[0] != 1:
             raise DeploymentError(f"input shape {shape} has no batch of 1")
 
-    def constant(tensor: Any) -> bool:
-        data = model.buffers[tensor.buffer].data
-        return data is not None and len(data) > 0
-
     for tensor in graph.tensors:
         if tensor.shape is not None and len(tensor.shape) and tensor.shape[0] == 1:
-            if not constant(tensor):
+            if not is_constant(model, tensor):
                 tensor.shape = [batch_size, *tensor.shape[1:]]
     uses: dict[int, int] = {}
     for tensor in graph.tensors:
@@ -93,7 +88,7 @@ def with_batch_size(flatbuffer: bytes, batch_size: int) -> bytes:
                 options.newShape = [batch_size, *options.newShape[1:]]
         if len(op.inputs) > 1 and op.inputs[1] >= 0:
             target = graph.tensors[op.inputs[1]]
-            if not constant(target):
+            if not is_constant(model, target):
                 continue
             values = np.frombuffer(bytes(model.buffers[target.buffer].data), np.int32).copy()
             if values.size and values[0] == 1:

@@ -19,6 +19,7 @@ __all__ = [
     "BUILTIN_NAMES",
     "decoded_name",
     "flatbuffer_ops",
+    "is_constant",
     "op_counts",
     "op_name",
     "op_type",
@@ -65,6 +66,27 @@ def op_type(model: Any, op: Any) -> str:
     if code.customCode:
         return decoded_name(code.customCode)
     return BUILTIN_NAMES.get(max(code.builtinCode, code.deprecatedBuiltinCode), "?")
+
+
+def is_constant(model: Any, tensor: Any) -> bool:
+    """Whether `tensor` of an object-API flatbuffer holds data (a weight), not a value
+    computed at run time.
+
+    # Arguments
+        model: `tflite_schema.ModelT.InitFromObj(tflite_schema.Model.GetRootAsModel(...))`.
+        tensor: One of its tensors (`model.subgraphs[0].tensors[i]`).
+
+    # Returns
+        True when the tensor's buffer has bytes.
+
+    # Example
+        ```python
+        graph = model.subgraphs[0]
+        weights = [t for t in graph.tensors if is_constant(model, t)]
+        ```
+    """
+    data = model.buffers[tensor.buffer].data
+    return data is not None and len(data) > 0
 
 
 def op_name(model: Any, op: Any) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 from larq_compute_engine.mlir.python import tflite_schema
 
 from el_larq.deploy.conversion import convert
-from el_larq.deploy.flatbuffer import decoded_name, op_type, pack
+from el_larq.deploy.flatbuffer import decoded_name, is_constant, op_type, pack
 from el_larq.deploy.loading import load_model
 
 __all__ = [
@@ -273,7 +273,7 @@ def quantize_weights(
             tensor = graph.tensors[op.inputs[spec[0]]]
             buffer = model.buffers[tensor.buffer]
             float32 = tensor.type == tflite_schema.TensorType.FLOAT32
-            if not float32 or buffer.data is None or len(buffer.data) == 0:
+            if not float32 or not is_constant(model, tensor):
                 continue  # not a float constant (already quantized, or computed)
             if any(c[0] == g and c[1].inputs[spec[0]] == op.inputs[spec[0]] for c in chosen):
                 continue  # one weight tensor read by several ops: quantized once, serves all

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 from larq_compute_engine.mlir.python import tflite_schema
 
-from el_larq.deploy.flatbuffer import decoded_name, op_type, pack
+from el_larq.deploy.flatbuffer import decoded_name, is_constant, op_type, pack
 from el_larq.deploy.host import DEFAULT_KERNEL, DEFAULT_XNNPACK, make_interpreter
 from el_larq.deploy.int8 import fold_dequantized_constants
 from el_larq.deploy.kinds import walk_layers
@@ -195,16 +195,11 @@ def op_role(op: OpTime) -> str:
 
 
 # ---------------------------------------------------------------- host
-def _is_constant(model: Any, tensor: Any) -> bool:
-    data = model.buffers[tensor.buffer].data
-    return data is not None and len(data) > 0
-
-
 def _run_inputs(model: Any, op: Any) -> list[int]:
     """The op's inputs computed at run time (not constants), each once."""
     graph = model.subgraphs[0]
     return [
-        i for i in dict.fromkeys(op.inputs) if i >= 0 and not _is_constant(model, graph.tensors[i])
+        i for i in dict.fromkeys(op.inputs) if i >= 0 and not is_constant(model, graph.tensors[i])
     ]
 
 
@@ -258,7 +253,7 @@ def _one_op_graph(model: Any, op: Any, repeats: int, copies: bool) -> bytes:
 
     def add_tensor(index: int) -> int:
         tensor = copy.copy(graph.tensors[index])
-        constant = _is_constant(model, tensor)
+        constant = is_constant(model, tensor)
         extract.buffers.append(
             model.buffers[tensor.buffer] if constant else tflite_schema.BufferT()
         )
@@ -269,7 +264,7 @@ def _one_op_graph(model: Any, op: Any, repeats: int, copies: bool) -> bytes:
     for index in op.inputs:
         if index >= 0 and index not in remap:
             remap[index] = add_tensor(index)
-            if not _is_constant(model, graph.tensors[index]):
+            if not is_constant(model, graph.tensors[index]):
                 sub.inputs.append(remap[index])
     for _ in range(repeats if copies else 1):
         clone = copy.copy(op)
