@@ -8,7 +8,7 @@
 Converts the trained Keras model with LCE and evaluates, on the dataset's evaluation split
 (labelled top-1 / top-5): Keras, the float32 flatbuffer, every float layer's weights as
 int8, `--int8_weights`' default choice, and each float layer's weights alone as int8
-(`el_larq.deploy.int8.int8_sensitivity`). See docs/deployment.md, section 1.1.
+(`el_larq.deploy.int8_sensitivity.int8_sensitivity`). See docs/deployment.md, section 1.1.
 """
 
 import sys
@@ -18,7 +18,7 @@ from absl import app, flags
 
 from el_larq import data, io, training  # (el_larq first: Keras 2)
 from el_larq.cli import flag_groups, run_tool
-from el_larq.deploy.int8 import int8_sensitivity
+from el_larq.deploy.int8_sensitivity import int8_sensitivity
 from el_larq.safety import DeploymentError
 
 # The name in messages: `int8_sensitivity` (the script), `el-larq int8-sensitivity`.

@@ -9,7 +9,8 @@
 * `kinds`: how LCE treats each Keras layer (no LCE import: `el_larq.summary` uses it).
 * `census`: which Keras layer became which op; binarized convs must be `LceBconv2d`.
 * `verification`: Keras against LCE's interpreter on random or dataset inputs.
-* `int8`: int8 weights for the float layers LCE keeps, and what each one costs.
+* `int8`: int8 weights for the float layers LCE keeps; `int8_sensitivity`: what each
+  one costs in labelled top-1 and changed predictions.
 * `host`: the LCE interpreter and latency on this host; `device`: on an ARM device
   through `lce_benchmark_model`; `profile`: per-op latency.
 * `pipeline`: `convert/to_lce.py`'s steps as one function returning a report.
