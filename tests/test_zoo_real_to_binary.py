@@ -3,12 +3,13 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import assert_most_inputs_agree
 
 from el_larq.deploy.census import census
 from el_larq.deploy.conversion import convert
 from el_larq.deploy.kinds import layer_kind
 from el_larq.deploy.profile import as_if_trained
-from el_larq.deploy.verification import calibrated_copy, verify
+from el_larq.deploy.verification import calibrated_copy
 from el_larq.layers import BinaryConv2D
 from el_larq.real_to_binary import ChannelGating, LearnedRescale, TanhSign, scaling_ops
 from el_larq.summary import model_summary
@@ -77,8 +78,10 @@ def test_builds_trains_round_trips_and_converts_with_every_bconv_accelerated(
         # Two dense layers per gate (+ the classifier), one sigmoid per gate.
         assert report.ops["FULLY_CONNECTED"] == 2 * len(scales) + 1
         assert report.ops["LOGISTIC"] == len(scales)
-    result = verify(model, flatbuffer, x)
-    assert result.passed, result.summary()
+    # 16 images, 8 of them unseen by the calibration: most must agree (coin-toss sign
+    # flips near zero move a few; see assert_most_inputs_agree).
+    unseen = rng.uniform(-1, 1, size=x.shape).astype(np.float32)
+    assert_most_inputs_agree(model, flatbuffer, np.concatenate([x, unseen]))
 
     if name in TEACHERS:  # attention matching maps its blocks to the float twin's
         teacher = get_model(TEACHERS[name], **SMALL)
