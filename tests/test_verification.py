@@ -23,11 +23,12 @@ def test_verification_passes_for_the_model_and_fails_for_another(mixed):
     check = verify(model, flatbuffer, x)
     assert check.passed, check.summary()
     assert check.samples == 8 and check.max_abs < 1e-3 * check.scale
+    assert check.inputs_agreeing == 8 and "8 of 8 inputs within 0.001" in check.summary()
     # Same architecture, other weights: the flatbuffer no longer matches the model.
     other = mixed_model()
     other.set_weights([w + RNG.normal(0, 0.5, w.shape) for w in other.get_weights()])
     mismatch = verify(other, flatbuffer, x)
-    assert not mismatch.passed
+    assert not mismatch.passed and mismatch.inputs_agreeing == 0
     assert "FAIL" in mismatch.summary()
 
 

@@ -14,6 +14,7 @@ from el_larq.progress import Progress
 from el_larq.safety import DeploymentError
 
 __all__ = [
+    "AGREE_RTOL",
     "DEFAULT_MAX_TOP1_DROP",
     "DEFAULT_MIN_TOP1",
     "DEFAULT_MIN_TOP1_INT8",
@@ -46,6 +47,10 @@ DEFAULT_MIN_TOP1_INT8 = 0.85
 # With labelled inputs (`convert/to_lce.py --dataset`): the flatbuffer's labelled top-1 may
 # be at most this much below Keras's. This is the gate that matters for int8 weights.
 DEFAULT_MAX_TOP1_DROP = 0.01
+# An input "agrees" when every output is within this share of the largest output: no
+# sign flipped on its way (reported, not gated: a few flips near zero are coin tosses
+# that depend on the CPU's float rounding; a wrong conversion moves every input).
+AGREE_RTOL = 1e-3
 # Inputs per progress step of `verify(progress=True)`.
 _PROGRESS_CHUNK = 64
 
@@ -65,6 +70,9 @@ class Verification:
         keras_accuracy: Top-1 of Keras against the labels (None: no labels).
         lce_accuracy: Top-1 of the flatbuffer against the labels.
         max_top1_drop: Tolerance: `lce_accuracy >= keras_accuracy - max_top1_drop`.
+        inputs_agreeing: Inputs whose every output is within `AGREE_RTOL * scale` (not
+            gated): all of them when nothing flipped, most when a few activations near
+            zero took the other sign, few or none after a wrong conversion.
     """
 
     samples: int
@@ -77,6 +85,7 @@ class Verification:
     keras_accuracy: float | None = None
     lce_accuracy: float | None = None
     max_top1_drop: float = DEFAULT_MAX_TOP1_DROP
+    inputs_agreeing: int | None = None
 
     @property
     def passed(self) -> bool:
@@ -91,18 +100,23 @@ class Verification:
     def summary(self) -> str:
         """One line: the numbers and the verdict."""
         top1 = "n/a" if self.top1_agreement is None else f"{self.top1_agreement:.1%}"
-        labelled = ""
+        extra = ""
         if self.keras_accuracy is not None:
-            labelled = (
+            extra = (
                 f", labelled top-1 Keras {self.keras_accuracy:.2%} vs LCE "
                 f"{self.lce_accuracy:.2%} (limit {self.max_top1_drop:.2%} lower)"
+            )
+        if self.inputs_agreeing is not None:
+            extra += (
+                f", {self.inputs_agreeing} of {self.samples} inputs within "
+                f"{AGREE_RTOL:g} x max |output|"
             )
         verdict = "PASS" if self.passed else "FAIL"
         return (
             f"verification on {self.samples} inputs: mean |diff| {self.mean_abs:.3g} "
             f"(limit {self.rtol:g} x max |output| {self.scale:.3g} = "
             f"{self.rtol * self.scale:.3g}), max |diff| {self.max_abs:.3g}, "
-            f"top-1 agreement {top1} (limit {self.min_top1:.0%}){labelled}: {verdict}"
+            f"top-1 agreement {top1} (limit {self.min_top1:.0%}){extra}: {verdict}"
         )
 
 
@@ -297,6 +311,8 @@ def verify(
         actual = np.concatenate([np.reshape(a, (len(inputs), -1)) for a in actual], axis=1)
     expected, actual = np.asarray(expected, np.float64), np.asarray(actual, np.float64)
     diff = np.abs(actual - expected)
+    scale = float(np.abs(expected).max())
+    per_input = diff.reshape(len(inputs), -1).max(axis=1)
     top1 = keras_accuracy = lce_accuracy = None
     if expected.ndim == 2 and expected.shape[1] > 1:
         top1 = float(np.mean(expected.argmax(axis=1) == actual.argmax(axis=1)))
@@ -310,11 +326,12 @@ def verify(
         samples=len(inputs),
         max_abs=float(diff.max()),
         mean_abs=float(diff.mean()),
-        scale=float(np.abs(expected).max()),
+        scale=scale,
         top1_agreement=top1,
         rtol=rtol,
         min_top1=min_top1,
         keras_accuracy=keras_accuracy,
         lce_accuracy=lce_accuracy,
         max_top1_drop=max_top1_drop,
+        inputs_agreeing=int(np.sum(per_input <= AGREE_RTOL * max(scale, 1e-6))),
     )
