@@ -78,6 +78,8 @@ _BOTTLENECK_DOC = """\
             torchvision's ResNet) or `"reduce"` (the reduce 1x1 conv, Caffe's ResNet,
             which the paper's "channel-reduction convolutions in which downsampling
             occurred" implies); a strided 1x1 conv's link max-pools before its Squeeze.
+            `"spatial"` is the default because study v2 found no gain from the other
+            (docs/design.md §3).
         binary_weights, soft_activations: Real-to-Binary's stage switches on every
             binary conv (`el_larq.layers.el_conv`); the weights are the same for every
             setting.
