@@ -3,6 +3,8 @@
 Random and labelled inputs, untrained BatchNorms, progress of long verifications.
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -54,6 +56,10 @@ def test_verification_with_labels_gates_the_labelled_top1():
     other = tf.keras.models.clone_model(model)
     wrong = verify(model, convert(other)[0], x, labels=labels, rtol=1e9, min_top1=0)
     assert wrong.lce_accuracy < 0.9 and not wrong.passed
+    # The limit is never finer than one input: 1 of 40 images is 2.5 points.
+    assert check.allowed_top1_drop == 1 / 40 and "(limit 2.50% lower)" in check.summary()
+    one_flip = dataclasses.replace(check, lce_accuracy=39 / 40)
+    assert one_flip.passed and not dataclasses.replace(check, lce_accuracy=38 / 40).passed
     with pytest.raises(DeploymentError, match="3 labels for 40 inputs"):
         verify(model, flatbuffer, x, labels=labels[:3])
 
