@@ -70,13 +70,12 @@ def int8_sensitivity(
     model = load_model(model_path)
     flatbuffer, _ = convert(model)
     everything = dict(mode=mode, min_elements=0, keep_input_layers=False, max_binary_after=None)
-    _, candidates = quantize_weights(flatbuffer, **everything)
-    variants = {"float32 flatbuffer": flatbuffer}
-    variants["all float layers int8"] = quantize_weights(flatbuffer, **everything)[0]
+    all_int8, candidates = quantize_weights(flatbuffer, **everything)
+    variants = {"float32 flatbuffer": flatbuffer, "all float layers int8": all_int8}
     default, chosen = quantize_weights(flatbuffer, mode=mode)
     variants[f"default ({sum(w.int8 for w in chosen)} tensors int8)"] = default
-    for weight in candidates:
-        label = f"only {weight.label} {'x'.join(map(str, weight.shape))} int8"
+    alone = {f"only {w.label} {'x'.join(map(str, w.shape))} int8": w for w in candidates}
+    for label, weight in alone.items():
         variants[label] = quantize_weights(flatbuffer, mode=mode, only={weight.tensor})[0]
 
     def evaluate(path: str) -> dict[str, Any]:
@@ -95,7 +94,6 @@ def int8_sensitivity(
     keras = evaluate(os.fspath(model_path))
     rows = [{"variant": "Keras", "int8_tensors": 0, "binary_after": None, "bytes": None}]
     rows[0].update(_scores(keras))
-    alone = {f"only {w.label} {'x'.join(map(str, w.shape))} int8": w for w in candidates}
     reference = None
     with tempfile.TemporaryDirectory() as folder:
         for label, variant in variants.items():
