@@ -181,6 +181,7 @@ def test_h5_converts_with_census_fallback_warning_verification_size_and_json(cli
         result.stdout
     )
     assert "verification on 8 inputs" in result.stdout and ": PASS" in result.stdout
+    assert "of 8 inputs within 0.001 x max |output|" in result.stdout
     assert f"wrote {tflite} ({tflite.stat().st_size} bytes" in result.stdout
     assert "size: flatbuffer" in result.stdout and "float32 weights" in result.stdout
     data = json.loads((out / "grouped" / "r.json").read_text())
@@ -232,7 +233,10 @@ def test_int8_weights_are_written_listed_and_verified(cli):
     # stem, reduce, spatial, expand (float here) and the classifier
     assert "int8 weights: 5 tensors (CONV_2D x4, FULLY_CONNECTED x1)" in result.stdout
     assert "limit 0.05 x max |output|" in result.stdout and ": PASS" in result.stdout
+    # int8 rounding moves every output: no count of inputs that agree to 1e-3.
+    assert "inputs within" not in result.stdout
     data = json.loads((out / "int8" / "r.json").read_text())
+    assert data["verification"]["inputs_agreeing"] is None
     assert len(data["int8_weights"]) == 5
     assert all(w["int8_bytes"] * 4 == w["float32_bytes"] for w in data["int8_weights"])
     assert data["size"]["flatbuffer_bytes"] == tflite.stat().st_size

@@ -26,6 +26,10 @@ def test_verification_passes_for_the_model_and_fails_for_another(mixed):
     assert check.passed, check.summary()
     assert check.samples == 8 and check.max_abs < 1e-3 * check.scale
     assert check.inputs_agreeing == 8 and "8 of 8 inputs within 0.001" in check.summary()
+    uncounted = verify(model, flatbuffer, x, agree_rtol=None)
+    assert uncounted.inputs_agreeing is None and "inputs within" not in uncounted.summary()
+    looser = verify(model, flatbuffer, x, agree_rtol=0.5)
+    assert looser.inputs_agreeing == 8 and "within 0.5 x max" in looser.summary()
     # Same architecture, other weights: the flatbuffer no longer matches the model.
     other = mixed_model()
     other.set_weights([w + RNG.normal(0, 0.5, w.shape) for w in other.get_weights()])

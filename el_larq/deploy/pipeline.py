@@ -25,6 +25,7 @@ from el_larq.deploy.int8 import (
 )
 from el_larq.deploy.loading import load_model
 from el_larq.deploy.verification import (
+    AGREE_RTOL,
     DEFAULT_MAX_TOP1_DROP,
     DEFAULT_MIN_TOP1,
     DEFAULT_MIN_TOP1_INT8,
@@ -287,6 +288,7 @@ def convert_model_file(
                 labels=labels,
                 max_top1_drop=max_top1_drop,
                 progress=progress,
+                agree_rtol=None if int8_weights else AGREE_RTOL,
             )
             if not report.verification.passed:
                 note = " (on a copy with calibrated BatchNorm statistics)"

@@ -49,8 +49,11 @@ DEFAULT_MIN_TOP1_INT8 = 0.85
 DEFAULT_MAX_TOP1_DROP = 0.01
 # An input "agrees" when every output is within this share of the largest output: no
 # sign flipped on its way (reported, not gated: a few flips near zero are coin tosses
-# that depend on the CPU's float rounding; a wrong conversion moves every input).
+# that depend on the CPU's float rounding; a wrong conversion moves every input). Not
+# counted for int8 weights, whose rounding moves every output of every input.
 AGREE_RTOL = 1e-3
+# Floor of the output scale, so an all-zero output does not make every limit zero.
+_MIN_SCALE = 1e-6
 # Inputs per progress step of `verify(progress=True)`.
 _PROGRESS_CHUNK = 64
 
@@ -71,9 +74,11 @@ class Verification:
         lce_accuracy: Top-1 of the flatbuffer against the labels.
         max_top1_drop: Tolerance: `lce_accuracy >= keras_accuracy - max_top1_drop`, with
             at least one input of slack (`allowed_top1_drop`).
-        inputs_agreeing: Inputs whose every output is within `AGREE_RTOL * scale` (not
+        inputs_agreeing: Inputs whose every output is within `agree_rtol * scale` (not
             gated): all of them when nothing flipped, most when a few activations near
-            zero took the other sign, few or none after a wrong conversion.
+            zero took the other sign, few or none after a wrong conversion (None: not
+            counted, as for int8 weights).
+        agree_rtol: The share of `scale` that `inputs_agreeing` allows.
     """
 
     samples: int
@@ -87,11 +92,12 @@ class Verification:
     lce_accuracy: float | None = None
     max_top1_drop: float = DEFAULT_MAX_TOP1_DROP
     inputs_agreeing: int | None = None
+    agree_rtol: float = AGREE_RTOL
 
     @property
     def passed(self) -> bool:
         """Whether every tolerance holds."""
-        close = self.mean_abs <= self.rtol * max(self.scale, 1e-6)
+        close = self.mean_abs <= self.rtol * max(self.scale, _MIN_SCALE)
         agree = self.top1_agreement is None or self.top1_agreement >= self.min_top1
         accurate = self.keras_accuracy is None or (
             self.lce_accuracy >= self.keras_accuracy - self.allowed_top1_drop - 1e-12
@@ -116,7 +122,7 @@ class Verification:
         if self.inputs_agreeing is not None:
             extra += (
                 f", {self.inputs_agreeing} of {self.samples} inputs within "
-                f"{AGREE_RTOL:g} x max |output|"
+                f"{self.agree_rtol:g} x max |output|"
             )
         verdict = "PASS" if self.passed else "FAIL"
         return (
@@ -283,6 +289,7 @@ def verify(
     max_top1_drop: float = DEFAULT_MAX_TOP1_DROP,
     num_threads: int = 1,
     progress: bool = False,
+    agree_rtol: float | None = AGREE_RTOL,
 ) -> Verification:
     """Run the same inputs through Keras and LCE's interpreter and compare.
 
@@ -300,6 +307,9 @@ def verify(
         progress: Write the interpreter's progress with rate and ETA to stderr
             (`el_larq.progress`) for more than 64 inputs: thousands of dataset images
             take minutes.
+        agree_rtol: Count the inputs whose every output is within this share of the
+            largest output (`Verification.inputs_agreeing`); None: do not count (int8
+            weights move every output, so the count would say nothing).
 
     # Returns
         A `Verification`; check `.passed`.
@@ -319,7 +329,10 @@ def verify(
     expected, actual = np.asarray(expected, np.float64), np.asarray(actual, np.float64)
     diff = np.abs(actual - expected)
     scale = float(np.abs(expected).max())
-    per_input = diff.reshape(len(inputs), -1).max(axis=1)
+    agreeing = None
+    if agree_rtol is not None:
+        per_input = diff.reshape(len(inputs), -1).max(axis=1)
+        agreeing = int(np.sum(per_input <= agree_rtol * max(scale, _MIN_SCALE)))
     top1 = keras_accuracy = lce_accuracy = None
     if expected.ndim == 2 and expected.shape[1] > 1:
         top1 = float(np.mean(expected.argmax(axis=1) == actual.argmax(axis=1)))
@@ -340,5 +353,6 @@ def verify(
         keras_accuracy=keras_accuracy,
         lce_accuracy=lce_accuracy,
         max_top1_drop=max_top1_drop,
-        inputs_agreeing=int(np.sum(per_input <= AGREE_RTOL * max(scale, 1e-6))),
+        inputs_agreeing=agreeing,
+        agree_rtol=AGREE_RTOL if agree_rtol is None else agree_rtol,
     )
