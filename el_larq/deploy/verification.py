@@ -78,7 +78,7 @@ class Verification:
             gated): all of them when nothing flipped, most when a few activations near
             zero took the other sign, few or none after a wrong conversion (None: not
             counted, as for int8 weights).
-        agree_rtol: The share of `scale` that `inputs_agreeing` allows.
+        agree_rtol: The share of `scale` that `inputs_agreeing` allows (None: not counted).
     """
 
     samples: int
@@ -92,7 +92,7 @@ class Verification:
     lce_accuracy: float | None = None
     max_top1_drop: float = DEFAULT_MAX_TOP1_DROP
     inputs_agreeing: int | None = None
-    agree_rtol: float = AGREE_RTOL
+    agree_rtol: float | None = AGREE_RTOL
 
     @property
     def passed(self) -> bool:
@@ -354,5 +354,5 @@ def verify(
         lce_accuracy=lce_accuracy,
         max_top1_drop=max_top1_drop,
         inputs_agreeing=agreeing,
-        agree_rtol=AGREE_RTOL if agree_rtol is None else agree_rtol,
+        agree_rtol=agree_rtol,
     )
