@@ -54,6 +54,13 @@ DEFAULT_MAX_TOP1_DROP = 0.01
 AGREE_RTOL = 1e-3
 # Floor of the output scale, so an all-zero output does not make every limit zero.
 _MIN_SCALE = 1e-6
+
+
+def _limit(share: float, scale: float) -> float:
+    """The largest allowed difference: `share` of the output scale (floored)."""
+    return share * max(scale, _MIN_SCALE)
+
+
 # Inputs per progress step of `verify(progress=True)`.
 _PROGRESS_CHUNK = 64
 
@@ -97,7 +104,7 @@ class Verification:
     @property
     def passed(self) -> bool:
         """Whether every tolerance holds."""
-        close = self.mean_abs <= self.rtol * max(self.scale, _MIN_SCALE)
+        close = self.mean_abs <= _limit(self.rtol, self.scale)
         agree = self.top1_agreement is None or self.top1_agreement >= self.min_top1
         accurate = self.keras_accuracy is None or (
             self.lce_accuracy >= self.keras_accuracy - self.allowed_top1_drop - 1e-12
@@ -332,7 +339,7 @@ def verify(
     agreeing = None
     if agree_rtol is not None:
         per_input = diff.reshape(len(inputs), -1).max(axis=1)
-        agreeing = int(np.sum(per_input <= agree_rtol * max(scale, _MIN_SCALE)))
+        agreeing = int(np.sum(per_input <= _limit(agree_rtol, scale)))
     top1 = keras_accuracy = lce_accuracy = None
     if expected.ndim == 2 and expected.shape[1] > 1:
         top1 = float(np.mean(expected.argmax(axis=1) == actual.argmax(axis=1)))
