@@ -11,7 +11,7 @@ import math
 import statistics
 from collections.abc import Sequence
 
-__all__ = ["ratio_interval", "t_interval", "t_quantile_975"]
+__all__ = ["ratio_interval", "samples_to_decide", "t_interval", "t_quantile_975"]
 
 # Two-sided 95 % quantiles of Student's t for 1..10 degrees of freedom.
 _T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228]
@@ -51,6 +51,38 @@ def t_interval(values: Sequence[float]) -> tuple[float, float]:
         return (values[0] if values else math.nan), math.inf
     half = t_quantile_975(len(values) - 1) * statistics.stdev(values) / len(values) ** 0.5
     return statistics.mean(values), half
+
+
+def samples_to_decide(mean: float, half: float, n: int, *, limit: int = 30) -> int | None:
+    """How many samples would make the 95 % interval exclude 0, if `mean` and the spread held.
+
+    A projection for an undecided ordering, not a result: the standard deviation behind
+    `half` is taken as the true one (with 2-3 seeds it is itself uncertain by a factor of
+    two or more), and so is the mean.
+
+    # Arguments
+        mean: The observed mean (e.g. of paired differences over seeds).
+        half: Its t-based 95 % half-width (`t_interval`).
+        n: The number of samples behind them (at least 2).
+        limit: The largest number of samples to consider.
+
+    # Returns
+        The smallest number of samples (2 or more) whose interval would exclude 0, or
+        None when more than `limit` would be needed.
+
+    # Example
+        ```python
+        mean, half = t_interval([1.3, 1.9, 0.2])  # +1.13 +- 2.14: undecided
+        samples_to_decide(mean, half, 3)  # 5
+        ```
+    """
+    if n < 2 or not math.isfinite(half):
+        raise ValueError(f"needs an interval from at least 2 samples, got {n}")
+    sd = half * math.sqrt(n) / t_quantile_975(n - 1)
+    for m in range(2, limit + 1):
+        if t_quantile_975(m - 1) * sd / math.sqrt(m) < abs(mean):
+            return m
+    return None
 
 
 def ratio_interval(

@@ -10,7 +10,9 @@ command regenerates all of them. It writes to `--out_dir`:
   paper's ImageNet top-1; every ordering the paper's tables imply (every pair of rows of
   one table, Table 3 per architecture) as the mean paired difference over seeds with a
   t-based 95 % confidence interval, "reproduced" / "reversed" only when the interval
-  excludes 0; the two downsampling readings; the gammas of Fig. 4; LCE vs Keras.
+  excludes 0, and for an undecided one how many seeds would decide it if its mean and
+  spread held (a projection); the two downsampling readings; the gammas of Fig. 4; LCE
+  vs Keras.
 - `runs.csv`: one row per run.
 - `summary.png`: final test top-1 of every configuration, every seed a dot.
 - `curves.png`: validation top-1 per epoch, one panel per table.
@@ -41,7 +43,7 @@ import el_larq  # noqa: F401  (Keras 2 before TensorFlow)
 from el_larq.io import write_atomic
 from el_larq.plots import MATPLOTLIB_MISSING, save_png
 from el_larq.recipes import load_recipe
-from el_larq.stats import t_interval
+from el_larq.stats import samples_to_decide, t_interval
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = flags.FLAGS
@@ -50,6 +52,9 @@ flags.DEFINE_string(
 )
 flags.DEFINE_string("out_dir", os.path.join(ROOT, "docs", "results", "study_v2"), "Output folder.")
 
+# "Seeds to decide": projected up to this many seeds; summarised within these counts.
+PROJECTION_LIMIT = 30
+PROJECTION_WITHIN = (5, 10)
 # (title, paper table, recipes): the rows whose pairwise orderings the paper implies.
 # Table 3 compares within one architecture only.
 GROUPS = [
@@ -128,17 +133,20 @@ def _paper_column(recipe: str) -> str:
     return "; ".join(f"T{r['table']} {r['row']}: {_paper_text(r['imagenet_top1'])}" for r in rows)
 
 
-def orderings(runs: list[dict]) -> tuple[str, dict[str, int]]:
-    """Every ordering the paper's tables imply, tested; and how many got each verdict."""
+def orderings(runs: list[dict]) -> tuple[str, dict[str, int], dict[int, int]]:
+    """Every ordering the paper's tables imply, tested; how many got each verdict; and
+    how many undecided ones would be decided within 5 and 10 seeds (a projection)."""
     top1 = top1_by_recipe(runs)
     counts = {"reproduced": 0, "reversed": 0, "undecided": 0, "not run": 0}
+    projected = dict.fromkeys(PROJECTION_WITHIN, 0)
     lines = []
     for title, table, recipes in GROUPS:
         lines += [
             f"### {title}",
             "",
-            "| paper (ImageNet top-1) | seeds | mean difference (points) | 95 % CI | verdict |",
-            "| --- | --- | --- | --- | --- |",
+            "| paper (ImageNet top-1) | seeds | mean difference (points) | 95 % CI | verdict "
+            "| seeds to decide (projection) |",
+            "| --- | --- | --- | --- | --- | --- |",
         ]
         for a, b in itertools.combinations(recipes, 2):
             pa, pb = paper_top1(a, table), paper_top1(b, table)
@@ -149,7 +157,7 @@ def orderings(runs: list[dict]) -> tuple[str, dict[str, int]]:
             mean, half, n = contrast(top1, {a: 1, b: -1})
             if n < 2:
                 counts["not run"] += 1
-                lines.append(f"| {claim} | {n} | – | – | not run (needs 2 seeds of each) |")
+                lines.append(f"| {claim} | {n} | – | – | not run (needs 2 seeds of each) | – |")
                 continue
             if tie:
                 result = "differ" if abs(mean) > half else "no difference found (paper: tie)"
@@ -159,13 +167,18 @@ def orderings(runs: list[dict]) -> tuple[str, dict[str, int]]:
                 result = "**reversed**"
             else:
                 result = "undecided"
+            needed = "–"
             if not tie:
                 counts[result.strip("*")] += 1
-            lines.append(
-                f"| {claim} | {n} | {mean:+.2f} | {format_interval(mean, half)} | {result} |"
-            )
+            if result == "undecided":
+                seeds = samples_to_decide(mean, half, n, limit=PROJECTION_LIMIT)
+                needed = f"> {PROJECTION_LIMIT}" if seeds is None else str(seeds)
+                for within in projected:
+                    projected[within] += seeds is not None and seeds <= within
+            interval = format_interval(mean, half)
+            lines.append(f"| {claim} | {n} | {mean:+.2f} | {interval} | {result} | {needed} |")
         lines.append("")
-    return "\n".join(lines), counts
+    return "\n".join(lines), counts, projected
 
 
 def readings(runs: list[dict]) -> str:
@@ -342,8 +355,9 @@ def main(argv):
     if not runs:
         sys.exit(f"report_v2.py: error: no finished run records in {FLAGS.records}")
     os.makedirs(FLAGS.out_dir, exist_ok=True)
-    ordering_text, counts = orderings(runs)
+    ordering_text, counts, projected = orderings(runs)
     decided = ", ".join(f"{count} {name}" for name, count in counts.items())
+    within = " and ".join(f"{count} within {seeds} seeds" for seeds, count in projected.items())
     page = [
         "<!-- written by study/report_v2.py from run_records/; do not edit -->",
         f"{len(runs)} finished runs of {len(top1_by_recipe(runs))} configurations.",
@@ -359,6 +373,12 @@ def main(argv):
         f"Strict orderings: {decided}. An ordering is reproduced or reversed only when its "
         "interval excludes 0; the intervals are per ordering (not corrected for the number "
         "tested). Validation curves: [curves.png](curves.png).",
+        "",
+        "*Seeds to decide* is a projection, not a result: how many seeds of each recipe "
+        "would make an undecided ordering's interval exclude 0 if its mean difference and "
+        "the spread of its differences stayed as measured (from 2-3 seeds the spread is itself "
+        f"uncertain by a factor of two or more). Of the {counts['undecided']} undecided "
+        f"orderings, {within} would be decided.",
         "",
         ordering_text,
         "## Where a bottleneck downsamples (paired by seed; t-based 95 % CI)",

@@ -13,6 +13,8 @@ import study_records  # noqa: E402  (a script folder, not a package)
 
 # EL6 beats the baseline by 3.0, 3.5, 3.0 points: mean 3.1667, sd 0.2887, t(2) 4.303 ->
 # half-width 0.7172. EL6 against EL5: +1, -3, +2: mean 0, sd 2.6458, half-width 6.573.
+# EL5 against the baseline: +2, +6.5, +1: mean 3.1667, sd 2.9297, half-width 7.28; the interval
+# would exclude 0 from 6 seeds on (t(5) 2.571 x 2.9297 / sqrt 6 = 3.08 < 3.17; 5: 3.64).
 TOP1 = {
     "sresnet26_ks": [70.0, 71.0, 72.0],
     "el_resnet26": [73.0, 74.5, 75.0],
@@ -65,15 +67,19 @@ def test_report_v2_tables_verdicts_gammas_and_figures(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     page = (out / "results.md").read_text()
     assert "| sresnet26_ks | 3 | 71.00 ± 1.00 | s0: 70.00, s1: 71.00, s2: 72.00 |" in page
+    el6_baseline = "| `el_resnet26` 64.0 > `sresnet26_ks` 59.8 | 3 | +3.17 | [+2.45, +3.88] |"
+    assert f"{el6_baseline} **reproduced** | – |" in page
+    el5_baseline = "| `el5` 63.6 > `sresnet26_ks` 59.8 | 3 | +3.17 | [-4.11, +10.45] |"
+    assert f"{el5_baseline} undecided | 6 |" in page
     assert (
-        "| `el_resnet26` 64.0 > `sresnet26_ks` 59.8 | 3 | +3.17 | [+2.45, +3.88] | **reproduced** |"
+        "| `el_resnet26` 64.0 > `el5` 63.6 | 3 | +0.00 | [-6.57, +6.57] | undecided | > 30 |"
         in page
     )
-    assert "| `el_resnet26` 64.0 > `el5` 63.6 | 3 | +0.00 | [-6.57, +6.57] | undecided |" in page
     # Table 3 names the baseline by its Table 3 row (Bi-Real RN26 57.8).
     assert "| `el_resnet26` 64.0 > `sresnet26_ks` 57.8 | 3 | +3.17 |" in page
     assert "| `el1` 61.8 > `sresnet26_ks` 59.8 | 0 | – | – | not run" in page
     assert "Strict orderings: 2 reproduced, 0 reversed, 2 undecided," in page
+    assert "Of the 2 undecided orderings, 0 within 5 seeds and 1 within 10 seeds would be" in page
     # Fig. 4: the downsampling reduce gammas rose by 0.10, 0.11, 0.12 (mean +0.11).
     assert "| `el_resnet26` | reduce (Squeeze) | downsampling | 1 | 3 | 3 / 0 | +0.1100 |" in page
     assert "| `el_resnet26` | reduce (Squeeze) | other | 1 | 3 | 0 / 3 | -0.0200 |" in page

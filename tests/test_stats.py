@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from el_larq.stats import ratio_interval, t_interval, t_quantile_975
+from el_larq.stats import ratio_interval, samples_to_decide, t_interval, t_quantile_975
 
 
 @pytest.mark.parametrize(
@@ -43,3 +43,21 @@ def test_ratio_interval_of_one_pair_is_unbounded_and_mismatches_raise():
     assert ratio_interval([3.0], [2.0]) == (1.5, 0.0, math.inf)
     with pytest.raises(ValueError, match="same positive number"):
         ratio_interval([1.0], [1.0, 2.0])
+
+
+def test_samples_to_decide_is_the_first_count_whose_interval_excludes_zero():
+    values = [1.3, 1.9, 0.2]  # mean +1.13, sd 0.862, half 2.14: undecided at 3
+    mean, half = t_interval(values)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / 2)
+    needed = samples_to_decide(mean, half, 3)
+    assert needed == 5
+    # Checked against the interval itself at the same mean and sd: 4 is too few, 5 enough.
+    for m, decided in ((4, False), (5, True)):
+        assert (t_quantile_975(m - 1) * sd / math.sqrt(m) < mean) is decided
+    # Already decided: at most the samples it has; the sign does not matter.
+    assert samples_to_decide(-3.0, 1.0, 3) <= 3
+    # A difference of ~0 against a wide spread: more than any sensible number of seeds.
+    assert samples_to_decide(0.19, 2.57, 3) is None
+    assert samples_to_decide(0.19, 2.57, 3, limit=1000) > 30
+    with pytest.raises(ValueError, match="at least 2"):
+        samples_to_decide(1.0, math.inf, 1)
