@@ -54,15 +54,13 @@ DEFAULT_MAX_TOP1_DROP = 0.01
 AGREE_RTOL = 1e-3
 # Floor of the output scale, so an all-zero output does not make every limit zero.
 _MIN_SCALE = 1e-6
+# Inputs per progress step of `verify(progress=True)`.
+_PROGRESS_CHUNK = 64
 
 
 def _limit(share: float, scale: float) -> float:
     """The largest allowed difference: `share` of the output scale (floored)."""
     return share * max(scale, _MIN_SCALE)
-
-
-# Inputs per progress step of `verify(progress=True)`.
-_PROGRESS_CHUNK = 64
 
 
 @dataclasses.dataclass
