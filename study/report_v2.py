@@ -6,8 +6,10 @@
 Every number is read from the run records that `study/study_v2.sh` commits, so this one
 command regenerates all of them. It writes to `--out_dir`:
 
-- `results.md`: test top-1 per configuration (mean ± sample sd, every seed) beside the
-  paper's ImageNet top-1; every ordering the paper's tables imply (every pair of rows of
+- `results.md`: the paper's headline claims, each answered by one contrast with its 95 %
+  interval (the same table goes between the claims markers of the `--summary` page); test
+  top-1 per configuration (mean ± sample sd, every seed) beside the paper's ImageNet
+  top-1; every ordering the paper's tables imply (every pair of rows of
   one table, Table 3 per architecture) as the mean paired difference over seeds with a
   t-based 95 % confidence interval, "reproduced" / "reversed" only when the interval
   excludes 0, and for an undecided one how many seeds would decide it if its mean and
@@ -51,6 +53,12 @@ flags.DEFINE_string(
     "records", os.path.join(ROOT, "docs", "results", "study_v2", "run_records"), "Run records."
 )
 flags.DEFINE_string("out_dir", os.path.join(ROOT, "docs", "results", "study_v2"), "Output folder.")
+flags.DEFINE_string(
+    "summary",
+    None,
+    "Markdown page whose claims section (between CLAIMS_BEGIN and CLAIMS_END) is rewritten "
+    "with the claims table. Default: README.md beside --out_dir if it has both markers.",
+)
 
 # "Seeds to decide": projected up to this many seeds; summarised within these counts.
 PROJECTION_LIMIT = 30
@@ -112,6 +120,52 @@ READINGS = [
 ]
 
 
+# The paper's headline claims, each answered by one ordering: (claim, paper table, higher,
+# lower); the paper's numbers come from the recipes' `paper` rows. A tie is marked "=".
+CLAIMS = [
+    ("Elastic-Link improves the binary ResNet26 (EL6 over its baseline; Tables 2, 3)", "2",
+     "el_resnet26", "sresnet26_ks"),
+    ("a link on the reduce conv alone helps (EL1 over the baseline)", "2", "el1", "sresnet26_ks"),
+    ("adding the expand link helps (EL2 over EL1)", "2", "el2", "el1"),
+    ("adding the max-pooled 3x3 link helps (EL3 over EL2)", "2", "el3", "el2"),
+    ("a learnable gamma helps (EL6 over EL3)", "2", "el_resnet26", "el3"),
+    ("the block residual is needed (EL3 without it, EL4, below the baseline)", "2",
+     "sresnet26_ks", "el4"),
+    ("K on the reduce conv still helps with EL (EL6 over EL5)", "2", "el_resnet26", "el5"),
+    ("K belongs on the reduce conv: K_s over no K", "1", "sresnet26_ks", "sresnet26"),
+    ("K_s over K on the expand conv", "1", "sresnet26_ks", "sresnet26_ke"),
+    ("K_s over K on the reduce and expand convs", "1", "sresnet26_ks", "sresnet26_ks_ke"),
+    ("K_s over K on all three convs", "1", "sresnet26_ks", "sresnet26_ks_ki_ke"),
+    ("K on the 3x3 conv too changes nothing (K_s + K_i = K_s)", "1", "sresnet26_ks_ki",
+     "sresnet26_ks"),
+    ("a float reduce conv beats the binary one with EL (Table 4)", "4", "sresnet26_reduce_fp",
+     "el1"),
+    ("EL with the binary reduce conv beats EL alone (EL over EL⁻)", "4", "el1",
+     "sresnet26_reduce_el_minus"),
+    ("EL alone beats the binary reduce conv (EL⁻ over binary)", "4",
+     "sresnet26_reduce_el_minus", "sresnet26_ks"),
+    ("EL-ResNet18 over Bi-Real ResNet18 (Table 3)", "3", "el_resnet18", "bireal_resnet18"),
+    ("EL-MobileNet over the binary MobileNet (which does not converge)", "3", "el_mobilenet",
+     "binary_mobilenet"),
+    ("the float ResNet26 stays ahead of EL", "3", "resnet26", "el_resnet26"),
+    ("the float ResNet18 stays ahead of EL", "3", "resnet18", "el_resnet18"),
+    ("the float MobileNet stays ahead of EL", "3", "mobilenet", "el_mobilenet"),
+]  # fmt: skip
+# Fig. 4's claims on EL-ResNet26's gammas: (claim, paper, link kinds, downsampling block,
+# the sign the paper reports).
+GAMMA_RECIPE = "el_resnet26"
+REDUCE = ("squeeze", "identity")
+GAMMA_CLAIMS = [
+    ("Fig. 4: reduce gammas of downsampling blocks rose", "rose substantially", REDUCE, True, 1),
+    ("Fig. 4: the other reduce gammas rose", "rose", REDUCE, False, 1),
+    ("Fig. 4: expand gammas fell (downsampling blocks)", "fell slightly", ("expand",), True, -1),
+    ("Fig. 4: expand gammas fell (other blocks)", "fell slightly", ("expand",), False, -1),
+]  # fmt: skip
+# The claims section of the summary page lies between these markers.
+CLAIMS_BEGIN = "<!-- claims: written by study/report_v2.py; do not edit -->"
+CLAIMS_END = "<!-- end of claims -->"
+
+
 def paper_top1(recipe: str, table: str) -> float | None:
     """The paper's ImageNet top-1 of `recipe` in `table` (None: did not converge)."""
     for row in load_recipe(recipe)["paper"]:
@@ -133,6 +187,26 @@ def _paper_column(recipe: str) -> str:
     return "; ".join(f"T{r['table']} {r['row']}: {_paper_text(r['imagenet_top1'])}" for r in rows)
 
 
+def judge(mean: float, half: float, tie: bool = False) -> str:
+    """The verdict on a paper ordering measured as `mean ± half` (higher − lower)."""
+    if tie:
+        return "differ" if abs(mean) > half else "no difference found (paper: tie)"
+    if mean - half > 0:
+        return "**reproduced**"
+    if mean + half < 0:
+        return "**reversed**"
+    return "undecided"
+
+
+def _paired(a: str, b: str, table: str) -> tuple[str, str, float | None, float | None, bool]:
+    """`a` and `b` ordered as the paper ranks them in `table`, their paper top-1 and whether
+    the paper has them equal."""
+    pa, pb = paper_top1(a, table), paper_top1(b, table)
+    if _rank(pa) < _rank(pb):
+        a, b, pa, pb = b, a, pb, pa
+    return a, b, pa, pb, _rank(pa) == _rank(pb)
+
+
 def orderings(runs: list[dict]) -> tuple[str, dict[str, int], dict[int, int]]:
     """Every ordering the paper's tables imply, tested; how many got each verdict; and
     how many undecided ones would be decided within 5 and 10 seeds (a projection)."""
@@ -149,24 +223,14 @@ def orderings(runs: list[dict]) -> tuple[str, dict[str, int], dict[int, int]]:
             "| --- | --- | --- | --- | --- | --- |",
         ]
         for a, b in itertools.combinations(recipes, 2):
-            pa, pb = paper_top1(a, table), paper_top1(b, table)
-            if _rank(pa) < _rank(pb):
-                a, b, pa, pb = b, a, pb, pa
-            tie = _rank(pa) == _rank(pb)
+            a, b, pa, pb, tie = _paired(a, b, table)
             claim = f"`{a}` {_paper_text(pa)} {'=' if tie else '>'} `{b}` {_paper_text(pb)}"
             mean, half, n = contrast(top1, {a: 1, b: -1})
             if n < 2:
                 counts["not run"] += 1
                 lines.append(f"| {claim} | {n} | – | – | not run (needs 2 seeds of each) | – |")
                 continue
-            if tie:
-                result = "differ" if abs(mean) > half else "no difference found (paper: tie)"
-            elif mean - half > 0:
-                result = "**reproduced**"
-            elif mean + half < 0:
-                result = "**reversed**"
-            else:
-                result = "undecided"
+            result = judge(mean, half, tie)
             needed = "–"
             if not tie:
                 counts[result.strip("*")] += 1
@@ -202,6 +266,33 @@ def downsamples(layer: str) -> bool:
     return block == "block1" and stage not in ("stage1", "stage0")
 
 
+def _gamma_runs(runs: list[dict]) -> dict[str, list[dict]]:
+    """Recipe -> its runs, for the recipes with trainable gammas."""
+    by_recipe: dict[str, list[dict]] = {}
+    for run in runs:
+        if any(row["trainable"] for row in run["gamma"]):
+            by_recipe.setdefault(run["recipe"], []).append(run)
+    return by_recipe
+
+
+def _gamma_moves(
+    group: list[dict], kinds: tuple[str, ...], down: bool
+) -> tuple[list[float], list[float]]:
+    """Per run, the mean change of the gammas of `kinds` in (non-)downsampling blocks; and
+    every such change."""
+    per_seed, every = [], []
+    for run in group:
+        changes = [
+            row["change"]
+            for row in run["gamma"]
+            if row["kind"] in kinds and downsamples(row["layer"]) == down
+        ]
+        if changes:
+            per_seed.append(statistics.mean(changes))
+            every += changes
+    return per_seed, every
+
+
 def gamma_changes(runs: list[dict]) -> str:
     """Fig. 4's question: per recipe, link kind and downsampling, how the gammas moved."""
     lines = [
@@ -209,22 +300,9 @@ def gamma_changes(runs: list[dict]) -> str:
         "| mean change (final − initial) | 95 % CI over seeds |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    by_recipe: dict[str, list[dict]] = {}
-    for run in runs:
-        if any(row["trainable"] for row in run["gamma"]):
-            by_recipe.setdefault(run["recipe"], []).append(run)
-    for recipe, group in by_recipe.items():
+    for recipe, group in _gamma_runs(runs).items():
         for kind, down in itertools.product(("squeeze", "identity", "expand"), (True, False)):
-            per_seed, every = [], []
-            for run in group:
-                changes = [
-                    row["change"]
-                    for row in run["gamma"]
-                    if row["kind"] == kind and downsamples(row["layer"]) == down
-                ]
-                if changes:
-                    per_seed.append(statistics.mean(changes))
-                    every += changes
+            per_seed, every = _gamma_moves(group, (kind,), down)
             if not every:
                 continue
             mean, half = t_interval(per_seed)
@@ -236,6 +314,44 @@ def gamma_changes(runs: list[dict]) -> str:
                 f"| {mean:+.4f} | {format_interval(mean, half, digits=4)} |"
             )
     return "\n".join(lines)
+
+
+def claims(runs: list[dict]) -> str:
+    """The paper's headline claims (`CLAIMS`, `GAMMA_CLAIMS`), each with its interval."""
+    top1 = top1_by_recipe(runs)
+    lines = [
+        "| the paper's claim | paper (ImageNet top-1) | here: mean difference, 95 % CI (seeds) "
+        "| verdict |",
+        "| --- | --- | --- | --- |",
+    ]
+    for claim, table, a, b in CLAIMS:
+        a, b, pa, pb, tie = _paired(a, b, table)
+        paper = f"{_paper_text(pa)} {'=' if tie else '>'} {_paper_text(pb)}"
+        mean, half, n = contrast(top1, {a: 1, b: -1})
+        if n < 2:
+            lines.append(f"| {claim} | {paper} | – ({n} seeds) | not run |")
+            continue
+        here = f"{mean:+.2f} points, {format_interval(mean, half)} ({n})"
+        lines.append(f"| {claim} | {paper} | {here} | {judge(mean, half, tie)} |")
+    group = _gamma_runs(runs).get(GAMMA_RECIPE, [])
+    for claim, paper, kinds, down, sign in GAMMA_CLAIMS:
+        per_seed, _ = _gamma_moves(group, kinds, down)
+        if len(per_seed) < 2:
+            lines.append(f"| {claim} | {paper} | – ({len(per_seed)} seeds) | not run |")
+            continue
+        mean, half = t_interval(per_seed)
+        here = f"{mean:+.3f} (gamma), {format_interval(mean, half, digits=3)} ({len(per_seed)})"
+        lines.append(f"| {claim} | {paper} | {here} | {judge(sign * mean, half)} |")
+    return "\n".join(lines)
+
+
+def splice_claims(page: str, table: str) -> str | None:
+    """`page` with the text between `CLAIMS_BEGIN` and `CLAIMS_END` replaced by `table`;
+    None when the page lacks either marker."""
+    begin, end = page.find(CLAIMS_BEGIN), page.find(CLAIMS_END)
+    if begin < 0 or end < begin:
+        return None
+    return f"{page[: begin + len(CLAIMS_BEGIN)]}\n{table}\n{page[end:]}"
 
 
 def _study_order(runs: list[dict]) -> list[str]:
@@ -296,10 +412,7 @@ def plot_curves(runs: list[dict], path: str) -> None:
 
 def plot_gammas(runs: list[dict], path: str) -> bool:
     """Fig. 4: each gamma's change, a panel per recipe with trainable gammas, seeds as dots."""
-    by_recipe: dict[str, list[dict]] = {}
-    for run in runs:
-        if any(row["trainable"] for row in run["gamma"]):
-            by_recipe.setdefault(run["recipe"], []).append(run)
+    by_recipe = _gamma_runs(runs)
     if not by_recipe:
         return False
     figure = new_figure((10.0, 3.6 * len(by_recipe)))
@@ -345,6 +458,30 @@ def budgets(runs: list[dict]) -> str:
     return "\n".join(f"* `{budget}`: {', '.join(names)}" for budget, names in used.items())
 
 
+def _summary_page() -> tuple[str | None, str]:
+    """The summary page to update and its text, checked before anything is written: an
+    explicit `--summary` must have the claims markers; the default (README.md beside
+    `--out_dir`) is used only when it has them."""
+    path = FLAGS.summary or os.path.join(
+        os.path.dirname(os.path.abspath(FLAGS.out_dir)), "README.md"
+    )
+    try:
+        with open(path, encoding="utf-8") as f:
+            page = f.read()
+    except OSError as error:
+        if FLAGS.summary:
+            sys.exit(f"report_v2.py: error: cannot read --summary {path}: {error.strerror}")
+        return None, ""
+    if splice_claims(page, "") is None:
+        if FLAGS.summary:
+            sys.exit(
+                f"report_v2.py: error: --summary {path} lacks the lines {CLAIMS_BEGIN!r} and "
+                f"{CLAIMS_END!r} that mark its claims section"
+            )
+        return None, ""
+    return path, page
+
+
 def main(argv):
     del argv
     try:
@@ -354,6 +491,8 @@ def main(argv):
     runs = collect(FLAGS.records)
     if not runs:
         sys.exit(f"report_v2.py: error: no finished run records in {FLAGS.records}")
+    summary, summary_page = _summary_page()
+    claims_table = claims(runs)
     os.makedirs(FLAGS.out_dir, exist_ok=True)
     ordering_text, counts, projected = orderings(runs)
     decided = ", ".join(f"{count} {name}" for name, count in counts.items())
@@ -361,6 +500,10 @@ def main(argv):
     page = [
         "<!-- written by study/report_v2.py from run_records/; do not edit -->",
         f"{len(runs)} finished runs of {len(top1_by_recipe(runs))} configurations.",
+        "",
+        "## The paper's claims at this scale (paired by seed; t-based 95 % CI)",
+        "",
+        claims_table,
         "",
         "## Test top-1 on Fashion-MNIST (10,000 test images, Keras)",
         "",
@@ -408,6 +551,9 @@ def main(argv):
     plot_curves(runs, os.path.join(FLAGS.out_dir, "curves.png"))
     if not plot_gammas(runs, os.path.join(FLAGS.out_dir, "gamma.png")):
         print("gamma.png skipped: no run with trainable gammas yet")
+    if summary:
+        write_atomic(summary, splice_claims(summary_page, claims_table).encode())
+        print(f"claims -> {summary}")
     print(f"{len(runs)} runs -> {FLAGS.out_dir}/results.md, runs.csv, summary.png, curves.png")
 
 

@@ -91,6 +91,46 @@ def test_report_v2_tables_verdicts_gammas_and_figures(tmp_path):
     for png in ("summary.png", "curves.png", "gamma.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     assert len((out / "runs.csv").read_text().splitlines()) == 1 + 9
+    # The claims table: the EL6 claim, a claim without runs, Fig. 4's downsampling reduce
+    # gammas (+0.11 > 0 over every seed) and expand gammas (-0.02 < 0: fell, as claimed).
+    el6 = "| Elastic-Link improves the binary ResNet26 (EL6 over its baseline; Tables 2, 3) "
+    assert f"{el6}| 64.0 > 59.8 | +3.17 points, [+2.45, +3.88] (3) | **reproduced** |" in page
+    assert "| EL-ResNet18 over Bi-Real ResNet18 (Table 3) | 60.1 > 56.4 | – (0 seeds) |" in page
+    assert "| rose substantially | +0.110 (gamma), [+0.085, +0.135] (3) | **reproduced** |" in page
+    assert (
+        "downsampling blocks) | fell slightly | -0.020 (gamma), [-0.020, -0.020] (3) | **r" in page
+    )
+    assert page.index("## The paper's claims") < page.index("## Test top-1")
+    assert not (tmp_path / "README.md").exists()  # no summary page beside out/: none written
+
+
+def test_report_v2_rewrites_only_the_claims_section_of_the_summary(tmp_path):
+    records, out, summary = tmp_path / "records", tmp_path / "out", tmp_path / "README.md"
+    _write_records(records)
+    begin, end = (
+        "<!-- claims: written by study/report_v2.py; do not edit -->",
+        "<!-- end of claims -->",
+    )
+    summary.write_text(f"# Results\n\nBefore.\n{begin}\nold table\n{end}\nAfter.\n")
+    result = _report("--records", str(records), "--out_dir", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    text = summary.read_text()
+    assert text.startswith(f"# Results\n\nBefore.\n{begin}\n| the paper's claim |")
+    assert text.endswith(f"|\n{end}\nAfter.\n") and "old table" not in text
+    claims = text[text.index(begin) : text.index(end)]
+    assert claims.split("\n", 1)[1] in (out / "results.md").read_text()
+
+
+def test_report_v2_summary_without_markers_is_one_line_error(tmp_path):
+    records, out, page = tmp_path / "records", tmp_path / "out", tmp_path / "page.md"
+    _write_records(records)
+    page.write_text("# My notes\n")
+    result = _report("--records", str(records), "--out_dir", str(out), "--summary", str(page))
+    assert result.returncode != 0
+    assert (
+        result.stderr.strip().splitlines()[-1].startswith(f"report_v2.py: error: --summary {page}")
+    )
+    assert page.read_text() == "# My notes\n" and not out.exists()
 
 
 def test_report_v2_without_records_is_one_line_error(tmp_path):
