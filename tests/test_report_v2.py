@@ -1,4 +1,5 @@
-"""study/report_v2.py, study/study_records.py and study/records.sh on hand-made run records."""
+"""study/report_v2.py (with study/verdicts_v2.py), study/study_records.py and study/records.sh
+on hand-made run records."""
 
 import json
 import subprocess
