@@ -9,12 +9,11 @@ command regenerates all of them. It writes to `--out_dir`:
 - `results.md`: the paper's headline claims, each answered by one contrast with its 95 %
   interval (the same table goes between the claims markers of the `--summary` page); test
   top-1 per configuration (mean ± sample sd, every seed) beside the paper's ImageNet
-  top-1; every ordering the paper's tables imply (every pair of rows of
-  one table, Table 3 per architecture) as the mean paired difference over seeds with a
-  t-based 95 % confidence interval, "reproduced" / "reversed" only when the interval
-  excludes 0, and for an undecided one how many seeds would decide it if its mean and
-  spread held (a projection); the two downsampling readings; the gammas of Fig. 4; LCE
-  vs Keras.
+  top-1; every ordering the paper's tables imply (every pair of rows of one table, Table 3
+  per architecture) as the mean paired difference over seeds with a t-based 95 %
+  confidence interval, "reproduced" / "reversed" only when the interval excludes 0, and
+  for an undecided one how many seeds would decide it if its mean and spread held (a
+  projection); the two downsampling readings; the gammas of Fig. 4; LCE vs Keras.
 - `runs.csv`: one row per run.
 - `summary.png`: final test top-1 of every configuration, every seed a dot.
 - `curves.png`: validation top-1 per epoch, one panel per table.
