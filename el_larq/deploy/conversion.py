@@ -35,8 +35,14 @@ def _convert_saved_model(model: tf.keras.Model, target: str) -> bytes:
     serve = tf.function(lambda x: model(x, training=False), input_signature=[spec])
     module = tf.Module()
     module.model_variables = model.variables  # tracked, so the SavedModel holds them
+    # Without the gradient functions of `tf.custom_gradient` ops (every larq quantizer
+    # has one): the converter never reads them, and tracing them took ~20 % of export +
+    # conversion on EL-ResNet26/50. Same flatbuffer bytes (checked on five zoo models).
+    options = tf.saved_model.SaveOptions(experimental_custom_gradients=False)
     with tempfile.TemporaryDirectory() as saved_model_dir:
-        tf.saved_model.save(module, saved_model_dir, signatures=serve.get_concrete_function())
+        tf.saved_model.save(
+            module, saved_model_dir, signatures=serve.get_concrete_function(), options=options
+        )
         return lce.convert_saved_model(saved_model_dir, target=target)
 
 
