@@ -104,7 +104,7 @@ def test_trains_round_trips_and_converts(build, tmp_path):
     binary.save(path)
     loaded = load_model(path)
     np.testing.assert_allclose(loaded.predict(images, verbose=0), binary.predict(images, verbose=0))
-    conversion = convert_model_file(path, tmp_path / "model.tflite", strict=True, samples=4)
+    conversion = convert_model_file(path, tmp_path / "model.tflite", strict=True, samples=64)
     binary_convs = [layer.name for layer in binary.layers if layer_kind(layer) == "binary"]
     assert sorted(conversion.census.accelerated) == sorted(binary_convs)
     assert not conversion.census.fallback
@@ -303,7 +303,7 @@ def test_keras_applications_elasticize_train_round_trip_and_deploy(application, 
     # conversion worked around LCE's padding fusion (tests/test_rewrites.py).
     conversion = convert_model_file(
         path, tmp_path / "model.tflite", strict=True,
-        verify_model=application != "EfficientNet", samples=4,
+        verify_model=application != "EfficientNet", samples=64,
     )  # fmt: skip
     binary_convs = [layer.name for layer in binary.layers if isinstance(layer, BinaryConv2D)]
     assert len(binary_convs) > 10
