@@ -81,6 +81,7 @@ def test_study_trains_evaluates_converts_el6_and_reports(tmp_path):
         (["--seeds", "1,01"], "--seeds and --only must not repeat a value."),
         (["--data_dir", "/nowhere/fashion"], "--data_dir /nowhere/fashion is not a directory."),
         (["--jobs", "0"], "flag --jobs=0: 0 is not a positive integer"),
+        (["--verify_samples", "0"], "flag --verify_samples=0: 0 is not a positive integer"),
         (["--runs_dir", "/proc/version/runs"], "cannot create or write --runs_dir "
                                                "/proc/version/runs: /proc/version is not a "),
     ],
