@@ -88,13 +88,17 @@ def paired_difference(a: dict[int, float], b: dict[int, float]) -> tuple[float, 
     return contrast({"a": a, "b": b}, {"a": 1.0, "b": -1.0})
 
 
+def decided(mean: float, half: float) -> int:
+    """The study's one decision rule: +1 when the interval `mean ± half` lies above 0, -1
+    when it lies below, 0 (undecided) when it contains 0."""
+    return 1 if mean - half > 0 else -1 if mean + half < 0 else 0
+
+
 def verdict(mean: float, half: float, higher: str, lower: str) -> str:
     """`"higher > lower"` / `"higher < lower"` when the interval excludes 0, else undecided."""
-    if mean - half > 0:
-        return f"{higher} > {lower}"
-    if mean + half < 0:
-        return f"{higher} < {lower}"
-    return "undecided"
+    return {1: f"{higher} > {lower}", -1: f"{higher} < {lower}", 0: "undecided"}[
+        decided(mean, half)
+    ]
 
 
 def top1_by_recipe(runs: list[dict]) -> dict[str, dict[int, float]]:

@@ -10,7 +10,7 @@ writes the report) and tests can import it.
 import itertools
 import statistics
 
-from study_records import contrast, format_interval, top1_by_recipe
+from study_records import contrast, decided, format_interval, top1_by_recipe
 
 from el_larq.recipes import load_recipe
 from el_larq.stats import samples_to_decide, t_interval
@@ -148,13 +148,10 @@ def paper_column(recipe: str) -> str:
 
 def judge(mean: float, half: float, tie: bool = False) -> str:
     """The verdict on a paper ordering measured as `mean ± half` (higher − lower)."""
+    sign = decided(mean, half)
     if tie:
-        return "differ" if abs(mean) > half else "no difference found (paper: tie)"
-    if mean - half > 0:
-        return "**reproduced**"
-    if mean + half < 0:
-        return "**reversed**"
-    return "undecided"
+        return "differ" if sign else "no difference found (paper: tie)"
+    return {1: "**reproduced**", -1: "**reversed**", 0: "undecided"}[sign]
 
 
 def _paired(a: str, b: str, table: str) -> tuple[str, str, float | None, float | None, bool]:
