@@ -102,6 +102,7 @@ def test_trains_round_trips_and_converts(build, tmp_path):
     images = rng.normal(size=(4, *SHAPE)).astype("float32")
     loss = binary.train_on_batch(images, rng.integers(0, 10, 4))
     assert np.isfinite(loss)
+    binary.run_eagerly = False  # predict in graph mode, as `loaded` does: the same kernels
     path = tmp_path / "model.h5"
     binary.save(path)
     loaded = load_model(path)
@@ -291,6 +292,7 @@ def test_keras_applications_elasticize_train_round_trip_and_deploy(application, 
     rng = np.random.default_rng(0)
     images = rng.normal(size=(4, *SHAPE)).astype("float32")
     assert np.isfinite(binary.train_on_batch(images, rng.integers(0, 10, 4)))
+    binary.run_eagerly = False  # as above
     # BatchNorm statistics as training gives them (one step barely moves them).
     as_if_trained(binary)
     path = tmp_path / "model.h5"
